@@ -11,9 +11,17 @@
 //! - [`cluster`]: the Raft control plane (openraft over mutual TLS; log, vote and state machine
 //!   in sled). The only module that imports openraft.
 //! - [`admin`]: the admin HTTP API that `mailctl` talks to.
+//! - [`auth`]: login through the directory, with transparent rehash of legacy hashes.
 //! - [`node`]: assembles a running node from a configuration.
+//! - [`ctl`]: the `mailctl` operator CLI (a client of the admin API).
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod auth;
+pub mod cluster;
+pub mod config;
+pub mod ctl;
 pub mod directory;
 pub mod net;
+pub mod node;
 pub mod tls;

@@ -1,1 +1,103 @@
-fn main() {}
+//! `mailnode`: the daemon. Parses arguments, sets up logging, loads and validates the
+//! configuration (exit 64 when it is wrong), runs the node until SIGTERM/SIGINT, drains, exits 0.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mailnode::config::{Config, LogFormat, EXIT_CONFIG};
+use mailnode::net::wait_for_signal;
+use mailnode::node::Node;
+
+/// Mailnode: a highly available mail appliance.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Run a one-node cluster with embedded defaults, data under ./dev-data (or --dev-dir).
+    #[arg(long, conflicts_with = "config")]
+    dev: bool,
+    /// Data directory of --dev.
+    #[arg(long, default_value = "dev-data", requires = "dev")]
+    dev_dir: PathBuf,
+    /// The node's configuration file.
+    #[arg(long, short, required_unless_present = "dev")]
+    config: Option<PathBuf>,
+    /// Only check the configuration file, then exit (0 when valid, 64 when not).
+    #[arg(long, requires = "config")]
+    check: bool,
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info,openraft=warn,sled=warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = if args.dev {
+        let dir = if args.dev_dir.is_absolute() {
+            args.dev_dir.clone()
+        } else {
+            std::env::current_dir().map(|d| d.join(&args.dev_dir)).unwrap_or(args.dev_dir.clone())
+        };
+        Config::dev(&dir)
+    } else {
+        let path = args.config.as_deref().expect("clap requires --config without --dev");
+        match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("mailnode: invalid configuration: {e}");
+                return ExitCode::from(EXIT_CONFIG as u8);
+            }
+        }
+    };
+    if args.check {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(cfg.log.format, cfg.log.level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailnode: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cfg, args.dev))
+}
+
+async fn run(cfg: Config, dev: bool) -> ExitCode {
+    let data_dir = cfg.node.data_dir.clone();
+    let node = match Node::start(cfg, dev).await {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("mailnode: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if dev {
+        print_dev_endpoints(&node, &data_dir);
+    }
+    tracing::info!(http = %node.http_addr, raft = %node.raft_addr, "node running");
+    match wait_for_signal().await {
+        Ok(sig) => tracing::info!(signal = sig, "shutting down"),
+        Err(e) => tracing::error!(error = %e, "cannot wait for signals; shutting down"),
+    }
+    node.stop().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+fn print_dev_endpoints(node: &Node, data_dir: &std::path::Path) {
+    println!("mailnode dev node is running (data in {})", data_dir.display());
+    println!("  admin API   https://{}/api/   (CA: {})", node.http_addr, node.ca_file.display());
+    println!("  health      https://{}/healthz  https://{}/readyz", node.http_addr, node.http_addr);
+    println!("  raft RPC    {} (mutual TLS)", node.raft_addr);
+    println!("  admin token {}  (in {})", node.token, data_dir.join("admin.token").display());
+    println!("try: mailctl status   (from the folder that holds dev-data)");
+}

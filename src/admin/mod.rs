@@ -1,0 +1,232 @@
+//! The admin HTTP API that `mailctl` talks to, plus `/healthz` and `/readyz`.
+//!
+//! JSON over HTTPS on the node's HTTP listener; every `/api/` route requires the bearer token,
+//! compared in constant time. Handlers validate input, turn it into directory commands and hand
+//! them to the [`Cluster`]; they never write storage themselves. Plaintext passwords are hashed
+//! here (argon2id, on the blocking pool) so the Raft log only ever carries hashes. Errors are
+//! `{"error": "...", "hint": "..."}` with a status that says whose fault it was.
+
+mod routes;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::cluster::{Cluster, ClusterError};
+
+/// Largest request body: a 5,000-user import batch is about 1.5 MB.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The admin API of one node.
+pub struct AdminApi {
+    pub cluster: Cluster,
+    /// The bearer token operators present.
+    token: String,
+}
+
+/// An API error: HTTP status, message, and optionally what to do about it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error: String,
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
+        ApiError { status, error: error.into(), hint: None }
+    }
+    pub fn bad_request(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error)
+    }
+    pub fn not_found(error: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, error)
+    }
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        let status = match &e {
+            ClusterError::Refused(_) => StatusCode::CONFLICT,
+            ClusterError::AlreadyInitialized => StatusCode::CONFLICT,
+            ClusterError::NoLeader(_) | ClusterError::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
+            ClusterError::Store { .. } | ClusterError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+pub type ApiResult = Result<Response<Full<Bytes>>, ApiError>;
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
+    let body = serde_json::to_vec(value).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts"))
+}
+
+fn error_response(e: ApiError) -> Response<Full<Bytes>> {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        error: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        hint: Option<&'a str>,
+    }
+    let body = serde_json::to_vec(&Body { error: &e.error, hint: e.hint.as_deref() }).unwrap_or_default();
+    Response::builder()
+        .status(e.status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts")
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder().status(status).body(Full::new(Bytes::from_static(body.as_bytes()))).expect("static response parts")
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, b) in expected.iter().enumerate() {
+        diff |= (given.get(i).copied().unwrap_or(0) ^ b) as usize;
+    }
+    diff == 0
+}
+
+impl AdminApi {
+    pub fn new(cluster: Cluster, token: String) -> Self {
+        AdminApi { cluster, token }
+    }
+
+    /// Serves HTTP/1.1 on one connection until the client closes it or `shutdown` resolves.
+    pub async fn serve_conn<S, F>(self: Arc<Self>, io: S, shutdown: F)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        F: std::future::Future<Output = ()>,
+    {
+        let api = self.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.handle(req).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service);
+        tokio::pin!(conn);
+        tokio::select! {
+            r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "admin connection ended"); } }
+            _ = shutdown => {
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            }
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        match path.as_str() {
+            "/healthz" => return text(StatusCode::OK, "ok\n"),
+            "/readyz" => {
+                let s = self.cluster.status().await;
+                return if s.initialized && s.leader.is_some() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no Raft leader known\n")
+                };
+            }
+            _ => {}
+        }
+        if !path.starts_with("/api/") {
+            return error_response(ApiError::not_found(format!("no such page: {path}")));
+        }
+        let authorized = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| token_matches(t.trim().as_bytes(), self.token.as_bytes()));
+        if !authorized {
+            return error_response(
+                ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong admin token")
+                    .with_hint("pass --token-file (or MAILCTL_TOKEN) with the node's admin token"),
+            );
+        }
+        let method = req.method().clone();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return error_response(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("cannot read the request body: {e}"))),
+        };
+        let segments: Vec<String> = path["/api/".len()..]
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect();
+        let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let call = routes::Call { method: &method, segs: &segs, query: &query, body: &body };
+        match routes::route(self, call).await {
+            Ok(r) => r,
+            Err(e) => error_response(e),
+        }
+    }
+}
+
+/// Decodes `%XX` escapes in a path segment; invalid escapes are kept as they are.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reads `key` from a URL query string.
+pub fn query_param<'a>(query: &'a str, key: &str) -> Option<String> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(token_matches(b"abc", b"abc"));
+        assert!(!token_matches(b"abd", b"abc"));
+        assert!(!token_matches(b"ab", b"abc"));
+        assert!(!token_matches(b"abcd", b"abc"));
+        assert!(!token_matches(b"", b"abc"));
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("alice%40example.org"), "alice@example.org");
+        assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%41"), "A");
+        assert_eq!(query_param("domain=example.org&x=1", "domain").as_deref(), Some("example.org"));
+    }
+}

@@ -1,0 +1,493 @@
+//! The Raft control plane: the replicated log that carries the directory (and, later, the
+//! mailstore lease and cluster policy), run by openraft over mutual TLS.
+//!
+//! This is the only module that imports openraft. Everything else sees a [`Cluster`] handle:
+//! linearizable writes from any node (forwarded to the leader over the Raft RPC channel), local
+//! reads of the in-memory directory, a linearizable read barrier, and membership changes.
+//! Security: peers are authenticated by certificates from the cluster CA; a forwarded write is
+//! trusted because only members can open the channel. The admin API authenticates operators
+//! before it ever calls in here.
+
+mod rpc;
+mod store;
+mod types;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Mutex;
+
+pub use rpc::Dialer;
+use rpc::{Forward, ForwardError, ForwardReply, PeerClient, RpcRequest, RpcResponse};
+pub use store::SharedDirectory;
+use store::{LogStore, StateMachine};
+pub use types::{NodeInfo, Request, Response};
+use types::Raft;
+
+use crate::directory::Command;
+
+/// Timings and retention of the control plane (from the `[cluster]` config section).
+#[derive(Debug, Clone)]
+pub struct RaftSettings {
+    pub heartbeat: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    /// Build a snapshot after this many applied entries since the last one.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot (for followers slightly behind).
+    pub keep_after_snapshot: u64,
+    /// How long a write may wait for a leader before failing.
+    pub write_timeout: Duration,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        RaftSettings {
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(800),
+            snapshot_every: 10_000,
+            keep_after_snapshot: 1_000,
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors seen by callers of the control plane. Messages say what the operator can do.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("no Raft leader reachable within {0:?}: is a majority of the nodes up and connected? run `mailctl status` on each node")]
+    NoLeader(Duration),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the cluster is already initialized")]
+    AlreadyInitialized,
+    #[error("this node is not part of an initialized cluster yet: run `mailctl cluster bootstrap` on the first node, or `mailctl node add` from a member")]
+    NotInitialized,
+    #[error("cannot open the Raft store at {path}: {reason}")]
+    Store { path: String, reason: String },
+    #[error("control plane error: {0}")]
+    Raft(String),
+}
+
+/// Where a node stands, for `mailctl status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub id: u64,
+    pub name: String,
+    pub state: String,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot: Option<u64>,
+    pub purged: Option<u64>,
+    pub initialized: bool,
+    pub nodes: Vec<MemberStatus>,
+}
+
+/// One member as seen from the leader (replication) or locally (membership only).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub name: String,
+    pub raft_addr: String,
+    pub api_addr: String,
+    pub voter: bool,
+    /// Highest log index the leader knows this node holds (None: unknown or not replicating).
+    pub matched: Option<u64>,
+    /// Entries this node is behind the leader's last log index.
+    pub lag: Option<u64>,
+}
+
+struct Inner {
+    id: u64,
+    info: NodeInfo,
+    raft: Raft,
+    directory: SharedDirectory,
+    dialer: Dialer,
+    settings: RaftSettings,
+    log: LogStore,
+    /// Connections used to forward requests to the leader, per leader id.
+    forwarders: Mutex<HashMap<u64, Arc<Mutex<PeerClient>>>>,
+}
+
+/// A handle to this node's control plane. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl Cluster {
+    /// Opens the store under `dir` and starts Raft. Does not bind anything: the caller serves
+    /// the RPC listener with [`Cluster::serve_rpc_conn`].
+    pub async fn start(
+        id: u64,
+        info: NodeInfo,
+        dir: &Path,
+        settings: RaftSettings,
+        tls: Arc<rustls::ClientConfig>,
+        source_ip: Option<IpAddr>,
+    ) -> Result<Cluster, ClusterError> {
+        let store_err = |reason: String| ClusterError::Store { path: dir.display().to_string(), reason };
+        let db = store::open_db(dir).map_err(|e| store_err(e.to_string()))?;
+        let log = LogStore::new(&db).map_err(|e| store_err(e.to_string()))?;
+        let sm = StateMachine::open(&db).map_err(|e| store_err(e.to_string()))?;
+        let directory = sm.directory();
+        let config = openraft::Config {
+            cluster_name: "mailnode".into(),
+            heartbeat_interval: settings.heartbeat.as_millis() as u64,
+            election_timeout_min: settings.election_timeout_min.as_millis() as u64,
+            election_timeout_max: settings.election_timeout_max.as_millis() as u64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(settings.snapshot_every),
+            max_in_snapshot_log_to_keep: settings.keep_after_snapshot,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| ClusterError::Raft(e.to_string()))?);
+        let dialer = Dialer { tls, source_ip, connect_timeout: Duration::from_secs(2) };
+        let network = rpc::Network { dialer: dialer.clone() };
+        let raft = Raft::new(id, config, network, log.clone(), sm)
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        Ok(Cluster {
+            inner: Arc::new(Inner {
+                id,
+                info,
+                raft,
+                directory,
+                dialer,
+                settings,
+                log,
+                forwarders: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The local copy of the directory. Reads may lag the leader by about one heartbeat; call
+    /// [`Cluster::linearizable`] first when that matters.
+    pub fn directory(&self) -> &SharedDirectory {
+        &self.inner.directory
+    }
+
+    pub async fn is_initialized(&self) -> bool {
+        self.inner.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Makes this node the first member of a new cluster.
+    pub async fn bootstrap(&self) -> Result<(), ClusterError> {
+        if self.is_initialized().await {
+            return Err(ClusterError::AlreadyInitialized);
+        }
+        let members = BTreeMap::from([(self.inner.id, self.inner.info.clone())]);
+        match self.inner.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => {
+                Err(ClusterError::AlreadyInitialized)
+            }
+            Err(e) => Err(ClusterError::Raft(e.to_string())),
+        }
+    }
+
+    /// Applies a directory command through the Raft log (on the leader, wherever it is).
+    pub async fn write(&self, cmd: Command) -> Result<Response, ClusterError> {
+        match self.on_leader(Forward::Write(Request::Directory(cmd))).await? {
+            ForwardReply::Written(Response::Refused(reason)) => Err(ClusterError::Refused(reason)),
+            ForwardReply::Written(r) => Ok(r),
+            other => Err(ClusterError::Raft(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Waits until this node has applied everything the leader had committed when called, so
+    /// that a following local read is linearizable.
+    pub async fn linearizable(&self) -> Result<(), ClusterError> {
+        let index = match self.on_leader(Forward::ReadIndex).await? {
+            ForwardReply::ReadIndex(i) => i,
+            other => return Err(ClusterError::Raft(format!("unexpected reply {other:?}"))),
+        };
+        self.inner
+            .raft
+            .wait(Some(self.inner.settings.write_timeout))
+            .applied_index_at_least(index, "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|_| ClusterError::NoLeader(self.inner.settings.write_timeout))
+    }
+
+    /// Adds a node: as a learner first (it catches up from the log or a snapshot), then as a voter.
+    pub async fn add_node(&self, id: u64, node: NodeInfo) -> Result<(), ClusterError> {
+        self.on_leader(Forward::AddNode { id, node }).await.map(|_| ())
+    }
+
+    /// Removes a node from the membership.
+    pub async fn remove_node(&self, id: u64) -> Result<(), ClusterError> {
+        self.on_leader(Forward::RemoveNode { id }).await.map(|_| ())
+    }
+
+    /// This node's view, completed with the leader's replication progress when reachable.
+    pub async fn status(&self) -> Status {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let committed = self.inner.log.committed_index();
+        let progress: HashMap<u64, Option<u64>> = match self.on_leader_once(Forward::Progress).await {
+            Ok(ForwardReply::Progress(p)) => p.into_iter().collect(),
+            _ => HashMap::new(),
+        };
+        let leader_last = if m.state == ServerState::Leader { m.last_log_index } else { None };
+        let leader_last = leader_last.or_else(|| progress.values().flatten().max().copied());
+        let nodes = store::members(&m.membership_config)
+            .into_iter()
+            .map(|(id, n, voter)| {
+                let matched = progress.get(&id).copied().flatten();
+                MemberStatus {
+                    id,
+                    name: n.name,
+                    raft_addr: n.raft_addr,
+                    api_addr: n.api_addr,
+                    voter,
+                    matched,
+                    lag: match (leader_last, matched) {
+                        (Some(l), Some(m)) => Some(l.saturating_sub(m)),
+                        _ => None,
+                    },
+                }
+            })
+            .collect();
+        Status {
+            id: self.inner.id,
+            name: self.inner.info.name.clone(),
+            state: format!("{:?}", m.state),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: m.last_log_index,
+            committed,
+            applied: m.last_applied.map(|l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+            purged: m.purged.map(|l| l.index),
+            initialized: m.membership_config.membership().voter_ids().next().is_some(),
+            nodes,
+        }
+    }
+
+    /// Serves one Raft RPC connection (already authenticated by mutual TLS) until it closes.
+    pub async fn serve_rpc_conn<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) -> std::io::Result<()> {
+        while let Some(req) = rpc::read_frame::<_, RpcRequest>(&mut stream).await? {
+            let resp = self.handle_rpc(req).await;
+            rpc::write_frame(&mut stream, &resp).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops Raft (used at shutdown after the listeners drained).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.raft.shutdown().await;
+    }
+
+    async fn handle_rpc(&self, req: RpcRequest) -> RpcResponse {
+        let raft = &self.inner.raft;
+        match req {
+            RpcRequest::AppendEntries(r) => RpcResponse::AppendEntries(raft.append_entries(r).await),
+            RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await),
+            RpcRequest::InstallSnapshot(r) => RpcResponse::InstallSnapshot(raft.install_snapshot(r).await),
+            RpcRequest::Forward(f) => RpcResponse::Forward(self.execute_as_leader(f).await),
+        }
+    }
+
+    /// Runs a request on this node, which must be the leader.
+    async fn execute_as_leader(&self, f: Forward) -> Result<ForwardReply, ForwardError> {
+        let raft = &self.inner.raft;
+        let not_leader = |e: &ClientWriteError<u64, NodeInfo>| matches!(e, ClientWriteError::ForwardToLeader(_));
+        match f {
+            Forward::Write(req) => match raft.client_write(req).await {
+                Ok(r) => Ok(ForwardReply::Written(r.data)),
+                Err(RaftError::APIError(e)) if not_leader(&e) => Err(ForwardError::NotLeader(self.inner.id)),
+                Err(e) => Err(ForwardError::Failed(e.to_string())),
+            },
+            Forward::ReadIndex => match raft.ensure_linearizable().await {
+                Ok(log_id) => Ok(ForwardReply::ReadIndex(log_id.map(|l| l.index))),
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
+                    Err(ForwardError::NotLeader(self.inner.id))
+                }
+                Err(e) => Err(ForwardError::Failed(e.to_string())),
+            },
+            Forward::Progress => {
+                let m = raft.metrics().borrow().clone();
+                match m.replication {
+                    Some(r) if m.state == ServerState::Leader => {
+                        Ok(ForwardReply::Progress(r.into_iter().map(|(id, l)| (id, l.map(|l| l.index))).collect()))
+                    }
+                    _ => Err(ForwardError::NotLeader(self.inner.id)),
+                }
+            }
+            Forward::AddNode { id, node } => self.add_node_as_leader(id, node).await,
+            Forward::RemoveNode { id } => self.remove_node_as_leader(id).await,
+        }
+    }
+
+    async fn add_node_as_leader(&self, id: u64, node: NodeInfo) -> Result<ForwardReply, ForwardError> {
+        let raft = &self.inner.raft;
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(ForwardError::NotLeader(self.inner.id));
+        }
+        let membership = m.membership_config.membership();
+        for (other, info) in membership.nodes() {
+            if *other == id && info != &node {
+                return Err(ForwardError::Failed(format!(
+                    "node id {id} is already used by {info}: remove it first with `mailctl node remove {id}`"
+                )));
+            }
+            if *other != id && (info.name == node.name || info.raft_addr == node.raft_addr) {
+                return Err(ForwardError::Failed(format!(
+                    "node {} ({}) already uses that name or Raft address",
+                    other, info.name
+                )));
+            }
+        }
+        if membership.voter_ids().any(|v| v == id) {
+            return Ok(ForwardReply::Done);
+        }
+        let map_err = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ForwardError::NotLeader(self.inner.id),
+            e => ForwardError::Failed(e.to_string()),
+        };
+        // Blocking: returns once the learner has caught up, so promoting it cannot stall commits.
+        let added = tokio::time::timeout(Duration::from_secs(60), raft.add_learner(id, node.clone(), true))
+            .await
+            .map_err(|_| {
+                ForwardError::Failed(format!(
+                    "node {} did not catch up within 60 s: is it running and does its certificate come from this cluster's CA? It stays a learner; run `mailctl node add` again once it is reachable",
+                    node.raft_addr
+                ))
+            })?;
+        added.map_err(map_err)?;
+        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(map_err)?;
+        Ok(ForwardReply::Done)
+    }
+
+    async fn remove_node_as_leader(&self, id: u64) -> Result<ForwardReply, ForwardError> {
+        let raft = &self.inner.raft;
+        let m = raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(ForwardError::NotLeader(self.inner.id));
+        }
+        let membership = m.membership_config.membership();
+        if !membership.nodes().any(|(n, _)| *n == id) {
+            return Err(ForwardError::Failed(format!("node {id} is not a member: see `mailctl node list`")));
+        }
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&id) {
+            return Err(ForwardError::Failed("refusing to remove the last voter: the cluster would stop".into()));
+        }
+        let change = if voters.contains(&id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        raft.change_membership(change, false).await.map_err(|e| match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ForwardError::NotLeader(self.inner.id),
+            e => ForwardError::Failed(e.to_string()),
+        })?;
+        Ok(ForwardReply::Done)
+    }
+
+    /// Runs `f` on the current leader, retrying through elections until the write timeout.
+    async fn on_leader(&self, f: Forward) -> Result<ForwardReply, ClusterError> {
+        let deadline = Instant::now() + self.inner.settings.write_timeout;
+        // Forward is not Clone (it may carry a large import); serialise once to retry cheaply.
+        let encoded = serde_json::to_vec(&f).map_err(|e| ClusterError::Raft(e.to_string()))?;
+        loop {
+            let f: Forward = serde_json::from_slice(&encoded).map_err(|e| ClusterError::Raft(e.to_string()))?;
+            match self.try_on_leader(f).await {
+                Ok(r) => return Ok(r),
+                Err(Attempt::Final(e)) => return Err(e),
+                Err(Attempt::Retry) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(Attempt::Retry) => {
+                    if !self.is_initialized().await {
+                        return Err(ClusterError::NotInitialized);
+                    }
+                    return Err(ClusterError::NoLeader(self.inner.settings.write_timeout));
+                }
+            }
+        }
+    }
+
+    /// One attempt, no retries (for best-effort status information).
+    async fn on_leader_once(&self, f: Forward) -> Result<ForwardReply, ClusterError> {
+        self.try_on_leader(f).await.map_err(|e| match e {
+            Attempt::Final(e) => e,
+            Attempt::Retry => ClusterError::NoLeader(Duration::ZERO),
+        })
+    }
+
+    async fn try_on_leader(&self, f: Forward) -> Result<ForwardReply, Attempt> {
+        let leader = self.inner.raft.current_leader().await.ok_or(Attempt::Retry)?;
+        if leader == self.inner.id {
+            return self.execute_as_leader(f).await.map_err(Attempt::from);
+        }
+        let addr = {
+            let m = self.inner.raft.metrics().borrow().clone();
+            let info = m.membership_config.membership().get_node(&leader).cloned();
+            info.ok_or(Attempt::Retry)?.raft_addr
+        };
+        let client = {
+            let mut map = self.inner.forwarders.lock().await;
+            let entry = map.entry(leader).or_insert_with(|| {
+                Arc::new(Mutex::new(PeerClient::new(leader, addr.clone(), self.inner.dialer.clone())))
+            });
+            if entry.lock().await.addr != addr {
+                *entry = Arc::new(Mutex::new(PeerClient::new(leader, addr, self.inner.dialer.clone())));
+            }
+            entry.clone()
+        };
+        let idempotent = matches!(f, Forward::ReadIndex | Forward::Progress);
+        let ttl = self.inner.settings.write_timeout + Duration::from_secs(60);
+        let resp = client.lock().await.call(&RpcRequest::Forward(f), ttl).await;
+        match resp {
+            Ok(RpcResponse::Forward(r)) => r.map_err(Attempt::from),
+            Ok(_) => Err(Attempt::Final(ClusterError::Raft("unexpected answer from the leader".into()))),
+            Err(rpc::CallError::Network(e)) if !idempotent => Err(Attempt::Final(ClusterError::Raft(format!(
+                "the leader stopped answering ({e}); the change may or may not have been applied: check with a read, then retry"
+            )))),
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "forwarding to the leader failed; retrying");
+                Err(Attempt::Retry)
+            }
+        }
+    }
+}
+
+enum Attempt {
+    Retry,
+    Final(ClusterError),
+}
+
+impl From<ForwardError> for Attempt {
+    fn from(e: ForwardError) -> Self {
+        match e {
+            ForwardError::NotLeader(_) => Attempt::Retry,
+            ForwardError::Failed(reason) => Attempt::Final(ClusterError::Refused(reason)),
+        }
+    }
+}
+
+#[doc(hidden)]
+pub mod testing {
+    //! Entry points for the storage conformance suite (tests/raft_store.rs).
+    pub use super::store::{open_db, LogStore, StateMachine};
+    pub use super::types::TypeConfig;
+}

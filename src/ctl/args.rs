@@ -1,0 +1,417 @@
+//! The command line: every verb, flag and its help text, as clap derive types.
+//!
+//! Parsing only. Values that can be checked without the server (quotas, `key=value` prefs,
+//! `NAME=HOST,...` node specs) are checked here, so a typo exits 2 before anything is sent.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use super::pki::{parse_node_spec, NodeSpec};
+use super::user::{parse_pref, parse_quota};
+
+const DISCOVERY_HELP: &str = "\
+Finding the cluster: --server / --token-file / --ca-file, else the environment
+(MAILCTL_SERVER, MAILCTL_TOKEN holding the token itself, MAILCTL_CA), else — when
+run in a folder holding ./dev-data — the dev node: 127.0.0.1:8080, the token in
+./dev-data/admin.token and the CA in ./dev-data/tls/ca.pem. Each of the three is
+looked up on its own. The client trusts only that CA, never the system roots.
+
+Passwords are never taken from the command line: mailctl prompts for them, or
+reads the first line of --password-file FILE, or of standard input with
+--password-stdin.
+
+Exit codes: 0 ok, 1 the operation failed (the server said no), 2 usage error,
+3 cluster unreachable (connection or TLS failure, or no Raft leader).";
+
+/// Operate a Mailnode cluster: membership, domains, users, aliases and lists.
+#[derive(Debug, Parser)]
+#[command(name = "mailctl", version, after_long_help = DISCOVERY_HELP)]
+pub struct Cli {
+    /// Where the admin API is and how to authenticate to it.
+    #[command(flatten)]
+    pub conn: ConnArgs,
+
+    /// Print the server's JSON answers instead of tables (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Server, token and CA; see the discovery rules in `mailctl --help`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnArgs {
+    /// Admin API of any node [default: $MAILCTL_SERVER, or 127.0.0.1:8080 with ./dev-data].
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+
+    /// File holding the admin token [default: the token in $MAILCTL_TOKEN, or
+    /// ./dev-data/admin.token].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// The cluster CA certificate, the only one trusted [default: $MAILCTL_CA, or
+    /// ./dev-data/tls/ca.pem].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+/// The top-level verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show this node's Raft state and the cluster's members.
+    Status,
+    /// Bootstrap the cluster, or create its certificates (offline).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Add, remove and list cluster members.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Manage the domains the cluster receives mail for.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+    /// Manage users (mailbox owners who can log in).
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage aliases (addresses forwarding elsewhere).
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Manage distribution lists.
+    #[command(subcommand)]
+    List(ListCmd),
+    /// Show where mail for an address is delivered.
+    Resolve {
+        /// The recipient address.
+        address: String,
+    },
+}
+
+/// `mailctl cluster …`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Make the node --server points at the first member and leader of a new cluster.
+    Bootstrap,
+    /// Create the cluster CA and one certificate per node, offline (no server needed).
+    ///
+    /// Writes DIR/ca.pem, DIR/ca.key and DIR/NAME.pem + DIR/NAME.key per node. Refuses to run
+    /// if DIR already holds a CA. Example:
+    /// mailctl cluster init --out pki --node a=10.0.0.1,mail-a.example.org --node b=10.0.0.2
+    Init {
+        /// Directory to write into (created, mode 0700, if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// A node: its name, then the IP addresses and DNS names its certificate must hold.
+        #[arg(long = "node", value_name = "NAME=HOST[,HOST...]", required = true,
+              value_parser = parse_node_spec)]
+        nodes: Vec<NodeSpec>,
+    },
+    /// Issue one more node certificate from an existing CA (offline).
+    Issue {
+        /// Directory holding ca.pem and ca.key; the node's files are written there too.
+        #[arg(long, value_name = "DIR")]
+        ca_dir: PathBuf,
+        /// The node: its name, then the IP addresses and DNS names its certificate must hold.
+        #[arg(long, value_name = "NAME=HOST[,HOST...]", value_parser = parse_node_spec)]
+        node: NodeSpec,
+        /// Replace the node's existing certificate and key (renewal).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// `mailctl node …`
+#[derive(Debug, Subcommand)]
+pub enum NodeCmd {
+    /// List cluster members.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Add a node: first as a learner; it becomes a voter once it has caught up.
+    Add {
+        /// The new node's Raft id (unique, never reused).
+        id: u64,
+        /// The node's name (as in its certificate).
+        #[arg(long)]
+        name: String,
+        /// Its Raft RPC address.
+        #[arg(long, value_name = "HOST:PORT")]
+        raft: String,
+        /// Its admin API address.
+        #[arg(long, value_name = "HOST:PORT")]
+        api: String,
+    },
+    /// Remove a node from the cluster.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// The node's Raft id.
+        id: u64,
+    },
+}
+
+/// `mailctl domain …`
+#[derive(Debug, Subcommand)]
+pub enum DomainCmd {
+    /// List domains.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Add a domain.
+    Add {
+        /// The domain name, e.g. example.org.
+        name: String,
+    },
+    /// Remove a domain (the server refuses while it still has users, aliases or lists).
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// The domain name.
+        name: String,
+    },
+    /// Show, set or clear where mail to unknown addresses of a domain goes.
+    CatchAll {
+        /// The domain name.
+        domain: String,
+        /// The address receiving it; omit (without --clear) to show the current one.
+        target: Option<String>,
+        /// Remove the catch-all: mail to unknown addresses is refused again.
+        #[arg(long, conflicts_with = "target")]
+        clear: bool,
+    },
+}
+
+/// Where a password comes from; a prompt when neither flag is given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PasswordArgs {
+    /// Read the password from the first line of FILE.
+    #[arg(long, value_name = "FILE", conflicts_with = "password_stdin")]
+    pub password_file: Option<PathBuf>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `mailctl user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCmd {
+    /// List users, of one domain or all.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only this domain's users.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Show one user.
+    Show {
+        /// The user's address.
+        address: String,
+    },
+    /// Add a user; prompts for the password unless one of the password flags is given.
+    Add {
+        /// The user's address (and login name).
+        address: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Mailbox quota: bytes, or with a K/M/G/T suffix (2G, 500M); 0 is unlimited.
+        #[arg(long, value_parser = parse_quota)]
+        quota: Option<u64>,
+        /// Mailstore group holding the mailbox.
+        #[arg(long, value_name = "GROUP")]
+        mail_host: Option<String>,
+        /// Create the user disabled (cannot log in nor receive mail).
+        #[arg(long)]
+        disabled: bool,
+        /// The password.
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Remove a user.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// The user's address.
+        address: String,
+    },
+    /// Set a user's password (prompted twice unless a password flag is given).
+    Passwd {
+        /// The user's address.
+        address: String,
+        /// The new password.
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Change a user's attributes and preferences.
+    Set {
+        /// The user's address.
+        address: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Mailbox quota: bytes, or with a K/M/G/T suffix (2G, 500M); 0 is unlimited.
+        #[arg(long, value_parser = parse_quota)]
+        quota: Option<u64>,
+        /// Mailstore group holding the mailbox.
+        #[arg(long, value_name = "GROUP")]
+        mail_host: Option<String>,
+        /// Enable the user.
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        /// Disable the user: no login, no mail delivery.
+        #[arg(long)]
+        disable: bool,
+        /// Set a webmail preference (repeatable).
+        #[arg(long = "pref", value_name = "KEY=VALUE", value_parser = parse_pref)]
+        prefs: Vec<(String, String)>,
+        /// Remove a webmail preference (repeatable).
+        #[arg(long = "unset-pref", value_name = "KEY")]
+        unset_prefs: Vec<String>,
+    },
+    /// Check a user's password (prompted unless a password flag is given); exits 1 when wrong.
+    CheckPassword {
+        /// The user's address.
+        address: String,
+        /// The password to check.
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Import users from a CSV or LDIF file, in batches; good records are kept even when
+    /// others fail.
+    Import {
+        /// The file to import.
+        file: PathBuf,
+        /// Its format [default: from the extension, .csv or .ldif].
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// Create the domains the users are in when they do not exist yet.
+        #[arg(long)]
+        create_domains: bool,
+        /// Records per request.
+        #[arg(long, default_value_t = 5000,
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch: u64,
+    },
+}
+
+/// The import file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// LDAP Data Interchange Format, e.g. an `slapcat` export of the old directory.
+    Ldif,
+}
+
+/// `mailctl alias …`
+#[derive(Debug, Subcommand)]
+pub enum AliasCmd {
+    /// List aliases, of one domain or all.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only this domain's aliases.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Add an alias forwarding to one or more addresses.
+    Add {
+        /// The alias address.
+        address: String,
+        /// Where its mail goes.
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// Remove an alias.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// The alias address.
+        address: String,
+    },
+}
+
+/// `mailctl list …`
+#[derive(Debug, Subcommand)]
+pub enum ListCmd {
+    /// List the distribution lists, of one domain or all.
+    #[command(visible_alias = "ls")]
+    List {
+        /// Only this domain's lists.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Create a list, optionally with its first members.
+    Add {
+        /// The list address.
+        address: String,
+        /// Initial members.
+        members: Vec<String>,
+    },
+    /// Remove a list.
+    #[command(visible_alias = "rm")]
+    Remove {
+        /// The list address.
+        address: String,
+    },
+    /// Show a list's members, or change them with --add / --remove.
+    Members {
+        /// The list address.
+        address: String,
+        /// Members to add.
+        #[arg(long, value_name = "MEMBER", num_args = 1..)]
+        add: Vec<String>,
+        /// Members to remove.
+        #[arg(long, value_name = "MEMBER", num_args = 1..)]
+        remove: Vec<String>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = Cli::try_parse_from(["mailctl", "user", "list", "--json", "--server", "h:1"])
+            .unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.conn.server.as_deref(), Some("h:1"));
+    }
+
+    #[test]
+    fn passwords_are_not_accepted_as_arguments() {
+        assert!(Cli::try_parse_from(["mailctl", "user", "add", "a@b.c", "--password", "x"]).is_err());
+        assert!(Cli::try_parse_from([
+            "mailctl", "user", "add", "a@b.c", "--password-file", "f", "--password-stdin"
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn list_members_takes_several_additions_and_removals() {
+        let cli = Cli::try_parse_from([
+            "mailctl", "list", "members", "l@x.org", "--add", "a@x.org", "b@x.org", "--remove",
+            "c@x.org",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::List(ListCmd::Members { add, remove, .. }) => {
+                assert_eq!(add, ["a@x.org", "b@x.org"]);
+                assert_eq!(remove, ["c@x.org"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let e = Cli::try_parse_from(["mailctl", "user", "set", "a@b.c", "--quota", "2X"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let e = Cli::try_parse_from(["mailctl", "user", "import", "f.csv", "--batch", "0"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,197 @@
+//! Assembles a running node from a validated [`Config`]: data directory lock, TLS material,
+//! listeners, the control plane and the admin API; then drains everything on shutdown.
+//!
+//! Order matters: the data directory is locked before anything opens the Raft store (a second
+//! process on the same directory gets a clear error, not a corrupted store), and every port is
+//! bound before Raft starts, so a port conflict fails the start cleanly.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::admin::AdminApi;
+use crate::cluster::{Cluster, ClusterError, NodeInfo};
+use crate::config::Config;
+use crate::net::{self, Conn, ListenerConfig, Protocol, SessionCtx, Shutdown, TlsMode};
+use crate::tls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data directory {path} is in use by another mailnode process{pid}: stop it first, or give this node its own node.data_dir")]
+    Locked { path: String, pid: String },
+    #[error("cannot use data directory {path}: {reason}")]
+    DataDir { path: String, reason: String },
+    #[error("cannot listen on {addr} ({what}): {reason}")]
+    Bind { addr: SocketAddr, what: &'static str, reason: String },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    #[error("admin token file {path}: {reason}")]
+    Token { path: String, reason: String },
+}
+
+/// A started node. Dropping it does not stop it: call [`Node::stop`].
+pub struct Node {
+    pub cluster: Cluster,
+    pub http_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    /// The admin bearer token.
+    pub token: String,
+    /// The CA that signs this node's certificates (what `mailctl` trusts).
+    pub ca_file: PathBuf,
+    shutdown: Shutdown,
+    tasks: JoinSet<()>,
+    grace: Duration,
+    _lock: Flock<File>,
+}
+
+/// Serves Raft RPC on a mutually authenticated TLS connection.
+struct RaftRpc(Cluster);
+
+impl Protocol for RaftRpc {
+    async fn serve(&self, conn: Conn, ctx: SessionCtx) {
+        tokio::select! {
+            r = self.0.serve_rpc_conn(conn) => {
+                if let Err(e) = r { tracing::debug!(error = %e, "raft connection ended"); }
+            }
+            () = ctx.shutdown.triggered() => {}
+        }
+    }
+}
+
+/// Serves the admin API (HTTP/1.1 over TLS).
+struct Http(Arc<AdminApi>);
+
+impl Protocol for Http {
+    async fn serve(&self, conn: Conn, ctx: SessionCtx) {
+        let signal = ctx.shutdown.clone();
+        self.0.clone().serve_conn(conn, async move { signal.triggered().await }).await;
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<Flock<File>, NodeError> {
+    let data_err = |e: std::io::Error| NodeError::DataDir { path: dir.display().to_string(), reason: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(data_err)?;
+    let path = dir.join("mailnode.lock");
+    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path).map_err(data_err)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            lock.set_len(0).map_err(data_err)?;
+            writeln!(lock, "{}", std::process::id()).map_err(data_err)?;
+            Ok(lock)
+        }
+        Err((_, _)) => {
+            let pid = std::fs::read_to_string(&path).map(|p| format!(" (pid {})", p.trim())).unwrap_or_default();
+            Err(NodeError::Locked { path: dir.display().to_string(), pid })
+        }
+    }
+}
+
+/// Reads the admin token; in dev mode creates it at first start.
+fn admin_token(path: &Path, create: bool) -> Result<String, NodeError> {
+    let err = |reason: String| NodeError::Token { path: path.display().to_string(), reason };
+    match std::fs::read_to_string(path) {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        Ok(_) => Err(err("is empty: write a long random token into it".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| err(e.to_string()))?;
+            writeln!(f, "{token}").map_err(|e| err(e.to_string()))?;
+            f.sync_all().map_err(|e| err(e.to_string()))?;
+            Ok(token)
+        }
+        Err(e) => Err(err(format!("{e}: create it with a long random token (e.g. `openssl rand -hex 32`)"))),
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|e| NodeError::Bind { addr, what, reason: e.to_string() })
+}
+
+impl Node {
+    /// Starts a node. In `dev` mode, missing TLS material and the admin token are created.
+    pub async fn start(mut cfg: Config, dev: bool) -> Result<Node, NodeError> {
+        let data_dir = cfg.node.data_dir.clone();
+        let lock = lock_data_dir(&data_dir)?;
+        if dev {
+            let hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+            let pki = tls::ensure_dev_pki(&data_dir.join("tls"), &cfg.node.name, &hosts)?;
+            cfg.cluster.ca_file = pki.ca;
+            cfg.cluster.cert_file = pki.cert;
+            cfg.cluster.key_file = pki.key;
+        }
+        let token = admin_token(&cfg.http.admin_token_file, dev)?;
+        let c = &cfg.cluster;
+        let raft_server = tls::mtls_server_config(&c.ca_file, &c.cert_file, &c.key_file)?;
+        let raft_client = tls::mtls_client_config(&c.ca_file, &c.cert_file, &c.key_file)?;
+        let http_tls = match (&cfg.http.cert_file, &cfg.http.key_file) {
+            (Some(cert), Some(key)) => tls::server_config(cert, key)?,
+            _ => tls::server_config(&c.cert_file, &c.key_file)?,
+        };
+
+        let raft_listener = bind(c.listen, "Raft RPC").await?;
+        let http_listener = bind(cfg.http.listen, "HTTP admin API").await?;
+        let raft_addr = raft_listener.local_addr().map_err(|e| NodeError::Bind { addr: c.listen, what: "Raft RPC", reason: e.to_string() })?;
+        let http_addr = http_listener.local_addr().map_err(|e| NodeError::Bind { addr: cfg.http.listen, what: "HTTP admin API", reason: e.to_string() })?;
+
+        let info = NodeInfo {
+            name: cfg.node.name.clone(),
+            raft_addr: cfg.cluster.advertise.clone().unwrap_or_else(|| raft_addr.to_string()),
+            api_addr: cfg.http.advertise.clone().unwrap_or_else(|| http_addr.to_string()),
+        };
+        let source_ip = Some(c.listen.ip()).filter(|ip| !ip.is_unspecified());
+        let cluster = Cluster::start(cfg.node.id, info, &data_dir.join("raft"), cfg.raft_settings(), raft_client, source_ip).await?;
+        if c.bootstrap && !cluster.is_initialized().await {
+            tracing::info!("initializing a new cluster with this node as its first member");
+            cluster.bootstrap().await?;
+        }
+
+        let shutdown = Shutdown::new();
+        let mut tasks = JoinSet::new();
+        let raft_cfg = ListenerConfig {
+            tls: TlsMode::Implicit(raft_server),
+            max_connections: 256,
+            max_per_ip: 64,
+            idle_timeout: Duration::from_secs(3600),
+            ..ListenerConfig::new("raft")
+        };
+        tasks.spawn(net::serve(raft_listener, raft_cfg, Arc::new(RaftRpc(cluster.clone())), shutdown.clone()));
+        let http_cfg = ListenerConfig {
+            tls: TlsMode::Implicit(http_tls),
+            max_connections: cfg.http.max_connections,
+            max_per_ip: cfg.http.max_per_ip,
+            idle_timeout: Duration::from_secs(cfg.http.idle_timeout_secs),
+            ..ListenerConfig::new("http")
+        };
+        let api = Arc::new(AdminApi::new(cluster.clone(), token.clone()));
+        tasks.spawn(net::serve(http_listener, http_cfg, Arc::new(Http(api)), shutdown.clone()));
+
+        Ok(Node {
+            cluster,
+            http_addr,
+            raft_addr,
+            token,
+            ca_file: cfg.cluster.ca_file.clone(),
+            shutdown,
+            tasks,
+            grace: Duration::from_secs(cfg.shutdown.grace_secs),
+            _lock: lock,
+        })
+    }
+
+    /// Stops accepting, lets sessions say goodbye within the grace period, then stops Raft.
+    pub async fn stop(mut self) {
+        self.shutdown.drain(self.grace);
+        while self.tasks.join_next().await.is_some() {}
+        self.cluster.shutdown().await;
+    }
+}

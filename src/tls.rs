@@ -1,1 +1,0 @@
-//! Cluster PKI and rustls configurations.
