@@ -308,11 +308,17 @@ impl Cluster {
         let raft = &self.inner.raft;
         let not_leader = |e: &ClientWriteError<u64, NodeInfo>| matches!(e, ClientWriteError::ForwardToLeader(_));
         match f {
-            Forward::Write(req) => match raft.client_write(req).await {
-                Ok(r) => Ok(ForwardReply::Written(r.data)),
-                Err(RaftError::APIError(e)) if not_leader(&e) => Err(ForwardError::NotLeader(self.inner.id)),
-                Err(e) => Err(ForwardError::Failed(e.to_string())),
-            },
+            Forward::Write(req) => {
+                let timeout = self.inner.settings.write_timeout;
+                match tokio::time::timeout(timeout, raft.client_write(req)).await {
+                    Ok(Ok(r)) => Ok(ForwardReply::Written(r.data)),
+                    Ok(Err(RaftError::APIError(e))) if not_leader(&e) => Err(ForwardError::NotLeader(self.inner.id)),
+                    Ok(Err(e)) => Err(ForwardError::Failed(e.to_string())),
+                    Err(_) => Err(ForwardError::Failed(format!(
+                        "the change was not committed within {timeout:?}: the leader cannot reach a majority of the nodes (it may still commit once they are back); run `mailctl status`"
+                    ))),
+                }
+            }
             Forward::ReadIndex => match raft.ensure_linearizable().await {
                 Ok(log_id) => Ok(ForwardReply::ReadIndex(log_id.map(|l| l.index))),
                 Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
@@ -356,6 +362,14 @@ impl Cluster {
         }
         if membership.voter_ids().any(|v| v == id) {
             return Ok(ForwardReply::Done);
+        }
+        // Fail fast, with the reason, when the new node cannot be reached or presents a
+        // certificate this cluster does not trust, rather than waiting for catch-up to time out.
+        if let Err(e) = self.inner.dialer.connect(&node.raft_addr).await {
+            return Err(ForwardError::Failed(format!(
+                "cannot reach node {id} at {}: {e}. Is it running, and is its certificate issued by this cluster's CA (`mailctl cluster issue`)?",
+                node.raft_addr
+            )));
         }
         let map_err = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ForwardError::NotLeader(self.inner.id),

@@ -374,17 +374,25 @@ mod tests {
 
     #[test]
     fn global_flags_go_anywhere() {
-        let cli = Cli::try_parse_from(["mailctl", "user", "list", "--json", "--server", "h:1"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["mailctl", "user", "list", "--json", "--server", "h:1"]).unwrap();
         assert!(cli.json);
         assert_eq!(cli.conn.server.as_deref(), Some("h:1"));
     }
 
     #[test]
     fn passwords_are_not_accepted_as_arguments() {
-        assert!(Cli::try_parse_from(["mailctl", "user", "add", "a@b.c", "--password", "x"]).is_err());
+        assert!(
+            Cli::try_parse_from(["mailctl", "user", "add", "a@b.c", "--password", "x"]).is_err()
+        );
         assert!(Cli::try_parse_from([
-            "mailctl", "user", "add", "a@b.c", "--password-file", "f", "--password-stdin"
+            "mailctl",
+            "user",
+            "add",
+            "a@b.c",
+            "--password-file",
+            "f",
+            "--password-stdin"
         ])
         .is_err());
     }
@@ -407,8 +415,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_usage_errors() {
-        let e = Cli::try_parse_from(["mailctl", "user", "set", "a@b.c", "--quota", "2X"])
-            .unwrap_err();
+        let e =
+            Cli::try_parse_from(["mailctl", "user", "set", "a@b.c", "--quota", "2X"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let e = Cli::try_parse_from(["mailctl", "user", "import", "f.csv", "--batch", "0"])
             .unwrap_err();

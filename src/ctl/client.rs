@@ -50,10 +50,11 @@ pub struct Client {
 impl Client {
     /// A client for the discovered target. Fails (exit 2) when the CA file is unusable.
     pub fn new(target: Target) -> Result<Client, CtlError> {
-        let config = crate::tls::client_config_trusting(&target.ca).map_err(|e| CtlError::Usage {
-            message: e.to_string(),
-            hint: Some("pass the cluster's ca.pem with --ca-file or MAILCTL_CA".into()),
-        })?;
+        let config =
+            crate::tls::client_config_trusting(&target.ca).map_err(|e| CtlError::Usage {
+                message: e.to_string(),
+                hint: Some("pass the cluster's ca.pem with --ca-file or MAILCTL_CA".into()),
+            })?;
         let server_name = ServerName::try_from(target.server.host.clone()).map_err(|_| {
             CtlError::usage(format!(
                 "{} is neither an IP address nor a valid DNS name",
@@ -97,12 +98,20 @@ impl Client {
     }
 
     /// `POST path` with a JSON body.
-    pub async fn post<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> Result<Bytes, CtlError> {
+    pub async fn post<T: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<Bytes, CtlError> {
         self.send(Method::POST, path, Some(encode(body)?)).await
     }
 
     /// `PUT path` with a JSON body.
-    pub async fn put<T: Serialize + ?Sized>(&self, path: &str, body: &T) -> Result<Bytes, CtlError> {
+    pub async fn put<T: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<Bytes, CtlError> {
         self.send(Method::PUT, path, Some(encode(body)?)).await
     }
 
@@ -117,7 +126,12 @@ impl Client {
 
     /// Sends one request on a new connection and returns the body of a 2xx answer; any other
     /// answer becomes the matching [`CtlError`].
-    async fn send(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes, CtlError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Bytes, CtlError> {
         let mut request = Request::builder()
             .method(method.clone())
             .uri(path)
@@ -158,7 +172,9 @@ impl Client {
 
     /// TCP connect, TLS handshake and HTTP/1.1 handshake; the connection is driven by a task
     /// that ends when the request is done.
-    async fn connect(&self) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, CtlError> {
+    async fn connect(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, CtlError> {
         let addr = self.server.authority();
         let unreachable = |message: String, hint: &str| CtlError::Unreachable {
             message,
@@ -171,7 +187,10 @@ impl Client {
         .await
         .map_err(|_| {
             unreachable(
-                format!("cannot connect to {addr}: no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                format!(
+                    "cannot connect to {addr}: no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
                 "is the node up and the address right? (--server / MAILCTL_SERVER)",
             )
         })?
@@ -198,7 +217,12 @@ impl Client {
 
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
-            .map_err(|e| unreachable(format!("cannot talk HTTP to {addr}: {e}"), "is this the node's admin API port?"))?;
+            .map_err(|e| {
+                unreachable(
+                    format!("cannot talk HTTP to {addr}: {e}"),
+                    "is this the node's admin API port?",
+                )
+            })?;
         tokio::spawn(async move {
             // Errors surface through the request future; nothing to add here.
             let _ = connection.await;
@@ -241,7 +265,8 @@ impl Client {
 }
 
 fn encode<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, CtlError> {
-    serde_json::to_vec(body).map_err(|e| CtlError::Failed(format!("cannot encode the request: {e}")))
+    serde_json::to_vec(body)
+        .map_err(|e| CtlError::Failed(format!("cannot encode the request: {e}")))
 }
 
 /// Parses a 2xx answer's body as JSON.
@@ -335,7 +360,10 @@ mod tests {
         assert_eq!(seg("a/b?c#d%e f"), "a%2Fb%3Fc%23d%25e%20f");
         assert_eq!(seg("é"), "%C3%A9");
         assert_eq!(seg("~_.-"), "~_.-");
-        assert_eq!(with_domain("/api/users", Some("x.org")), "/api/users?domain=x.org");
+        assert_eq!(
+            with_domain("/api/users", Some("x.org")),
+            "/api/users?domain=x.org"
+        );
         assert_eq!(with_domain("/api/users", None), "/api/users");
     }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::args::NodeCmd;
 use super::client::parse_json;
 use super::output::{self, fields, index, text, Table};
-use super::{Ctx, CtlError};
+use super::{CtlError, Ctx};
 
 pub(crate) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
     let body = ctx.client.get("/api/status").await?;
@@ -21,7 +21,10 @@ pub(crate) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
 }
 
 pub(crate) async fn bootstrap(ctx: &Ctx) -> Result<(), CtlError> {
-    let body = ctx.client.post("/api/cluster/bootstrap", &json!({})).await?;
+    let body = ctx
+        .client
+        .post("/api/cluster/bootstrap", &json!({}))
+        .await?;
     if ctx.json {
         return output::stdout(&output::json(&body));
     }
@@ -34,12 +37,13 @@ pub(crate) async fn bootstrap(ctx: &Ctx) -> Result<(), CtlError> {
 pub(crate) async fn node(ctx: &Ctx, cmd: NodeCmd) -> Result<(), CtlError> {
     match cmd {
         NodeCmd::List => {
-            let body = ctx.client.get("/api/nodes").await?;
             if ctx.json {
-                return output::stdout(&output::json(&body));
+                return output::stdout(&output::json(&ctx.client.get("/api/nodes").await?));
             }
-            let nodes = parse_json(&body)?;
-            output::stdout(&node_table(output::array(&nodes, "nodes"), None).render())
+            // The status carries the same members plus the leader to mark among them.
+            let status = ctx.client.get_json("/api/status").await?;
+            let nodes = output::array(&status, "nodes");
+            output::stdout(&node_table(nodes, status.get("leader")).render())
         }
         NodeCmd::Add {
             id,

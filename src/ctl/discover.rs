@@ -63,14 +63,19 @@ impl ServerAddr {
         let s = text.trim();
         let s = s.strip_prefix("https://").unwrap_or(s);
         let s = s.strip_suffix('/').unwrap_or(s);
-        let bad = |why: &str| format!("invalid server address {text:?}: {why} (expected HOST:PORT)");
+        let bad =
+            |why: &str| format!("invalid server address {text:?}: {why} (expected HOST:PORT)");
         let (host, port) = if let Some(rest) = s.strip_prefix('[') {
             let (host, after) = rest.split_once(']').ok_or_else(|| bad("missing ']'"))?;
             match after {
                 "" => (host, None),
                 _ => (
                     host,
-                    Some(after.strip_prefix(':').ok_or_else(|| bad("junk after ']'"))?),
+                    Some(
+                        after
+                            .strip_prefix(':')
+                            .ok_or_else(|| bad("junk after ']'"))?,
+                    ),
                 ),
             }
         } else if s.matches(':').count() > 1 {
@@ -204,7 +209,9 @@ fn read_token(path: &Path) -> Result<String, CtlError> {
 /// A token must be non-empty and fit in an HTTP header.
 fn check_token(token: String, source: &str) -> Result<String, CtlError> {
     if token.is_empty() {
-        return Err(CtlError::usage(format!("the admin token in {source} is empty")));
+        return Err(CtlError::usage(format!(
+            "the admin token in {source} is empty"
+        )));
     }
     if !token.chars().all(|c| c.is_ascii_graphic()) {
         return Err(CtlError::usage(format!(
@@ -300,7 +307,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("dev-data")).unwrap();
         let err = discover(&ConnArgs::default(), env(&[]), dir.path()).unwrap_err();
-        assert!(err.hint().unwrap().contains("admin.token does not exist"), "{err:?}");
+        assert!(
+            err.hint().unwrap().contains("admin.token does not exist"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -313,9 +323,19 @@ mod tests {
             token_file: Some(f.to_owned()),
             ca_file: Some("ca.pem".into()),
         };
-        assert_eq!(discover(&args(&empty), env(&[]), dir.path()).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            discover(&args(&empty), env(&[]), dir.path())
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
         let missing = dir.path().join("missing");
-        assert_eq!(discover(&args(&missing), env(&[]), dir.path()).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            discover(&args(&missing), env(&[]), dir.path())
+                .unwrap_err()
+                .exit_code(),
+            2
+        );
     }
 
     #[test]
@@ -323,7 +343,10 @@ mod tests {
         let p = |s| ServerAddr::parse(s).map(|a| (a.host, a.port));
         assert_eq!(p("127.0.0.1:8080"), Ok(("127.0.0.1".into(), 8080)));
         assert_eq!(p("mail.example.org"), Ok(("mail.example.org".into(), 443)));
-        assert_eq!(p("https://mail.example.org:8443/"), Ok(("mail.example.org".into(), 8443)));
+        assert_eq!(
+            p("https://mail.example.org:8443/"),
+            Ok(("mail.example.org".into(), 8443))
+        );
         assert_eq!(p("[::1]:8080"), Ok(("::1".into(), 8080)));
         assert_eq!(p("[::1]"), Ok(("::1".into(), 443)));
         assert_eq!(p("::1"), Ok(("::1".into(), 443)));

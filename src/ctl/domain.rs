@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use super::args::DomainCmd;
 use super::client::{parse_json, seg};
 use super::output::{self, text, Table};
-use super::{Ctx, CtlError};
+use super::{CtlError, Ctx};
 
 pub(crate) async fn run(ctx: &Ctx, cmd: DomainCmd) -> Result<(), CtlError> {
     let c = &ctx.client;
@@ -39,7 +39,9 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DomainCmd) -> Result<(), CtlError> {
             let body = c.put(&path, &json!({"target": target})).await?;
             let done = match target {
                 Some(t) => format!("mail to unknown addresses of {domain} now goes to {t}"),
-                None => format!("catch-all of {domain} cleared: mail to unknown addresses is refused"),
+                None => {
+                    format!("catch-all of {domain} cleared: mail to unknown addresses is refused")
+                }
             };
             (body, done)
         }
@@ -56,7 +58,11 @@ async fn show_catch_all(ctx: &Ctx, domain: &str) -> Result<(), CtlError> {
     let domains = ctx.client.get_json("/api/domains").await?;
     let entry = output::array(&domains, "domains")
         .iter()
-        .find(|d| d.get("name").and_then(Value::as_str).is_some_and(|n| n.eq_ignore_ascii_case(domain)))
+        .find(|d| {
+            d.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(domain))
+        })
         .ok_or_else(|| CtlError::Server {
             status: 404,
             message: format!("no domain {domain}"),

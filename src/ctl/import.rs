@@ -18,7 +18,7 @@ use crate::directory::DirectoryError;
 use super::args::ImportFormat;
 use super::client::parse_json;
 use super::output::{self, clean};
-use super::{Ctx, CtlError};
+use super::{CtlError, Ctx};
 
 pub(crate) async fn run(
     ctx: &Ctx,
@@ -62,7 +62,9 @@ pub(crate) async fn run(
     let mut report = Report {
         imported: 0,
         refused: Vec::new(),
+        refused_users: 0,
         unreadable: unreadable.len(),
+        domains_created: Vec::new(),
     };
     for (n, chunk) in records.chunks(batch).enumerate() {
         let body = ImportBody {
@@ -88,12 +90,18 @@ pub(crate) async fn run(
                  mailnode the same version?"
             ))
         })?;
+        for d in &answer.domains_created {
+            output::note(&format!("created domain {}", clean(d)));
+        }
+        report.domains_created.extend(answer.domains_created);
         let index = BatchIndex::new(chunk);
         let refusals = index.refusals(&answer.errors);
         for r in &refusals {
             output::note(&format!("{name}:{}", r.describe()));
         }
-        report.imported += chunk.len() - refused_users(&refusals);
+        let refused = refused_users(&refusals);
+        report.imported += chunk.len() - refused;
+        report.refused_users += refused;
         report.refused.extend(refusals);
         if batches > 1 {
             output::note(&format!(
@@ -112,14 +120,10 @@ pub(crate) async fn run(
     } else {
         output::stdout(&format!("{}\n", report.summary()))?;
     }
-    let failed = report.refused.len() + report.unreadable;
-    if failed > 0 {
-        return Err(CtlError::Failed(format!(
-            "{failed} record{} of {name} not imported (see above)",
-            if failed == 1 { " was" } else { "s were" }
-        )));
+    match report.failure(&name) {
+        Some(message) => Err(CtlError::Failed(message)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The request body of `POST /api/users/import`.
@@ -137,18 +141,22 @@ struct BatchAnswer {
     /// The refused items; everything else was applied.
     #[serde(default)]
     errors: Vec<Refused>,
+    /// Domains the server created for this batch (`--create-domains`).
+    #[serde(default)]
+    domains_created: Vec<String>,
 }
 
 /// One refused item, as the server names it.
 #[derive(Debug, Clone, Deserialize)]
 struct Refused {
-    /// `User` (an index into the batch's records) or `Alias` (an index into the aliases of the
-    /// batch, record after record); absent means `User`.
+    /// `Alias` when `index` counts the batch's alternate addresses (record after record);
+    /// otherwise `index` is the record's position in the batch.
     #[serde(default)]
     kind: Option<String>,
     /// Position in the batch, from 0.
+    #[serde(alias = "record")]
     index: usize,
-    /// The address as given.
+    /// The refused address: the user's, or one of its alternate addresses.
     #[serde(default)]
     address: String,
     /// Why: a message, or a serialised directory error.
@@ -174,8 +182,10 @@ impl Refusal {
     /// `LINE: [alias ]ADDRESS: reason`, without repeating an address the reason already names.
     fn describe(&self) -> String {
         let line = self.line.map_or("?".to_owned(), |l| l.to_string());
-        let what = match (self.alias, self.reason.contains(&self.address) || self.address.is_empty()) {
-            (true, _) => format!("alias {}: ", self.address),
+        let named = self.address.is_empty() || self.reason.contains(&self.address);
+        let what = match (self.alias, named) {
+            (true, true) => "alternate address: ".to_owned(),
+            (true, false) => format!("alternate address {}: ", self.address),
             (false, true) => String::new(),
             (false, false) => format!("{}: ", self.address),
         };
@@ -183,44 +193,60 @@ impl Refusal {
     }
 }
 
-/// Where each item of a batch came from: the line of every record, and the record owning every
-/// alias (the server flattens aliases record after record).
+/// What the server may name in a batch: each record's line, user address and alternate
+/// addresses, and the record owning each alternate address in the flattened order.
 #[derive(Debug)]
 struct BatchIndex {
-    /// `lines[i]`: the line record `i` of the batch starts on.
-    lines: Vec<usize>,
-    /// `alias_owner[j]`: the record of the batch that alias `j` belongs to.
+    /// Per record of the batch: (line, user address, alternate addresses).
+    records: Vec<(usize, String, Vec<String>)>,
+    /// `alias_owner[j]`: the record that alternate address `j` of the batch belongs to.
     alias_owner: Vec<usize>,
 }
 
 impl BatchIndex {
     fn new(chunk: &[ImportRecord]) -> BatchIndex {
-        BatchIndex::from_parts(chunk.iter().map(|r| (r.line, r.aliases.len())))
+        BatchIndex::from_parts(
+            chunk
+                .iter()
+                .map(|r| (r.line, r.user.address.clone(), r.aliases.clone())),
+        )
     }
 
-    /// From `(line, number of aliases)` per record.
-    fn from_parts(records: impl IntoIterator<Item = (usize, usize)>) -> BatchIndex {
-        let mut lines = Vec::new();
-        let mut alias_owner = Vec::new();
-        for (i, (line, aliases)) in records.into_iter().enumerate() {
-            lines.push(line);
-            alias_owner.extend(std::iter::repeat_n(i, aliases));
+    fn from_parts(records: impl IntoIterator<Item = (usize, String, Vec<String>)>) -> BatchIndex {
+        let records: Vec<_> = records.into_iter().collect();
+        let alias_owner = records
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, _, aliases))| std::iter::repeat_n(i, aliases.len()))
+            .collect();
+        BatchIndex {
+            records,
+            alias_owner,
         }
-        BatchIndex { lines, alias_owner }
     }
 
     fn refusals(&self, errors: &[Refused]) -> Vec<Refusal> {
         errors
             .iter()
             .map(|e| {
-                let alias = e.kind.as_deref().is_some_and(|k| k.eq_ignore_ascii_case("alias"));
-                let record = if alias {
+                let flat_alias = e
+                    .kind
+                    .as_deref()
+                    .is_some_and(|k| k.eq_ignore_ascii_case("alias"));
+                let record = if flat_alias {
                     self.alias_owner.get(e.index).copied()
                 } else {
-                    (e.index < self.lines.len()).then_some(e.index)
+                    (e.index < self.records.len()).then_some(e.index)
                 };
+                // A record-indexed error may still be about one of its alternate addresses.
+                let alias = flat_alias
+                    || record.is_some_and(|r| {
+                        let (_, user, aliases) = &self.records[r];
+                        !user.eq_ignore_ascii_case(&e.address)
+                            && aliases.iter().any(|a| a.eq_ignore_ascii_case(&e.address))
+                    });
                 Refusal {
-                    line: record.map(|r| self.lines[r]),
+                    line: record.map(|r| self.records[r].0),
                     record: if alias { None } else { record },
                     alias,
                     address: e.address.clone(),
@@ -233,10 +259,18 @@ impl BatchIndex {
 
 /// How many distinct users of a batch were refused (aliases do not count: their user is in).
 fn refused_users(refusals: &[Refusal]) -> usize {
-    let mut records: Vec<usize> = refusals.iter().filter(|r| !r.alias).filter_map(|r| r.record).collect();
+    let mut records: Vec<usize> = refusals
+        .iter()
+        .filter(|r| !r.alias)
+        .filter_map(|r| r.record)
+        .collect();
     records.sort_unstable();
     records.dedup();
-    records.len() + refusals.iter().filter(|r| !r.alias && r.record.is_none()).count()
+    records.len()
+        + refusals
+            .iter()
+            .filter(|r| !r.alias && r.record.is_none())
+            .count()
 }
 
 /// A refusal reason as a sentence: the server's text, or a serialised [`DirectoryError`]
@@ -257,14 +291,43 @@ struct Report {
     imported: usize,
     /// Items the server refused.
     refused: Vec<Refusal>,
+    /// Distinct users among them (a user can be refused for several reasons).
+    refused_users: usize,
     /// Records that could not be parsed.
     unreadable: usize,
+    /// Domains created on the way (`--create-domains`).
+    domains_created: Vec<String>,
 }
 
 impl Report {
+    /// Alternate addresses refused while their user was imported (or refused too).
+    fn refused_aliases(&self) -> usize {
+        self.refused.iter().filter(|r| r.alias).count()
+    }
+
+    /// The error message when anything was left out, `None` when everything went in.
+    fn failure(&self, file: &str) -> Option<String> {
+        let records = self.refused_users + self.unreadable;
+        let aliases = self.refused_aliases();
+        let mut parts = Vec::new();
+        if records > 0 {
+            let total = self.imported + records;
+            parts.push(format!(
+                "{records} of the {total} records of {file} were not imported"
+            ));
+        }
+        if aliases > 0 {
+            parts.push(format!(
+                "{aliases} alternate address{} not created",
+                plural_es(aliases)
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("{} (see above)", parts.join("; ")))
+    }
+
     fn summary(&self) -> String {
-        let users = self.refused.iter().filter(|r| !r.alias).count();
-        let aliases = self.refused.len() - users;
+        let users = self.refused_users;
+        let aliases = self.refused_aliases();
         let mut s = format!(
             "{} user{} imported, {users} refused, {} line{} unreadable",
             self.imported,
@@ -272,8 +335,16 @@ impl Report {
             self.unreadable,
             if self.unreadable == 1 { "" } else { "s" },
         );
+        match self.domains_created.len() {
+            0 => {}
+            1 => s.push_str(", 1 domain created"),
+            n => s.push_str(&format!(", {n} domains created")),
+        }
         if aliases > 0 {
-            s.push_str(&format!(", {aliases} alternate address{} refused", if aliases == 1 { "" } else { "es" }));
+            s.push_str(&format!(
+                ", {aliases} alternate address{} refused",
+                if aliases == 1 { "" } else { "es" }
+            ));
         }
         s
     }
@@ -287,9 +358,18 @@ impl Report {
                 "address": r.address,
                 "reason": r.reason,
             })).collect::<Vec<_>>(),
+            "domains_created": self.domains_created,
             "unreadable": unreadable.iter().map(|e| json!({"line": e.line, "reason": e.reason}))
                 .collect::<Vec<_>>(),
         })
+    }
+}
+
+fn plural_es(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "es"
     }
 }
 
@@ -338,32 +418,79 @@ mod tests {
         }
     }
 
+    fn rec(line: usize, user: &str, aliases: &[&str]) -> (usize, String, Vec<String>) {
+        (
+            line,
+            user.to_owned(),
+            aliases.iter().map(|a| a.to_string()).collect(),
+        )
+    }
+
     #[test]
     fn batch_indexes_map_back_to_file_lines() {
         // Records on lines 2, 3, 7 (a multi-line LDIF entry before it) and 9; the record on
         // line 3 has two alternate addresses, the one on line 9 has one.
-        let index = BatchIndex::from_parts([(2, 0), (3, 2), (7, 0), (9, 1)]);
+        let index = BatchIndex::from_parts([
+            rec(2, "a@x.org", &[]),
+            rec(3, "b@x.org", &["b1@x.org", "b2@x.org"]),
+            rec(7, "c@x.org", &[]),
+            rec(9, "d@x.org", &["d1@x.org"]),
+        ]);
         let errors = [
-            refused(None, 2, "c@x.org", json!("c@x.org already exists as a user")),
-            refused(Some("User"), 0, "a@x.org", json!("domain x.org is not served here")),
+            refused(
+                None,
+                2,
+                "c@x.org",
+                json!("c@x.org already exists as a user"),
+            ),
+            refused(
+                Some("User"),
+                0,
+                "a@x.org",
+                json!("domain x.org is not served here"),
+            ),
             refused(Some("Alias"), 1, "b2@x.org", json!("taken")),
             refused(Some("Alias"), 2, "d1@x.org", json!("taken")),
-            refused(Some("User"), 99, "?", json!("bogus index")),
+            refused(Some("User"), 99, "", json!("bogus index")),
         ];
         let r = index.refusals(&errors);
         let lines: Vec<Option<usize>> = r.iter().map(|r| r.line).collect();
         assert_eq!(lines, [Some(7), Some(2), Some(3), Some(9), None]);
         assert_eq!(r[0].describe(), "7: c@x.org already exists as a user");
-        assert_eq!(r[1].describe(), "2: a@x.org: domain x.org is not served here");
-        assert_eq!(r[2].describe(), "3: alias b2@x.org: taken");
+        assert_eq!(
+            r[1].describe(),
+            "2: a@x.org: domain x.org is not served here"
+        );
+        assert_eq!(r[2].describe(), "3: alternate address b2@x.org: taken");
         assert_eq!(r[4].describe(), "?: bogus index");
         // Users at records 2 and 0, plus one with an unknown index; aliases do not count.
         assert_eq!(refused_users(&r), 3);
     }
 
     #[test]
+    fn record_indexed_errors_about_alternate_addresses_are_alias_refusals() {
+        // The server may index every error by record and tell aliases by their address.
+        let index =
+            BatchIndex::from_parts([rec(2, "a@x.org", &[]), rec(5, "b@x.org", &["info@x.org"])]);
+        let answer: BatchAnswer = serde_json::from_value(json!({
+            "applied": 1,
+            "errors": [
+                {"record": 1, "address": "info@x.org", "reason": "info@x.org is taken"},
+                {"record": 0, "address": "a@x.org", "reason": "a@x.org is taken"}
+            ],
+            "domains_created": ["x.org"]
+        }))
+        .unwrap();
+        let r = index.refusals(&answer.errors);
+        assert_eq!((r[0].line, r[0].alias), (Some(5), true));
+        assert_eq!((r[1].line, r[1].alias), (Some(2), false));
+        assert_eq!(refused_users(&r), 1);
+        assert_eq!(answer.domains_created, ["x.org"]);
+    }
+
+    #[test]
     fn a_user_refused_twice_counts_once() {
-        let index = BatchIndex::from_parts([(2, 0)]);
+        let index = BatchIndex::from_parts([rec(2, "a@x.org", &[])]);
         let errors = [
             refused(None, 0, "a@x.org", json!("one")),
             refused(None, 0, "a@x.org", json!("two")),
@@ -391,22 +518,49 @@ mod tests {
                 };
                 3
             ],
+            refused_users: 3,
             unreadable: 2,
+            domains_created: Vec::new(),
         };
-        assert_eq!(report.summary(), "35000 users imported, 3 refused, 2 lines unreadable");
+        assert_eq!(
+            report.summary(),
+            "35000 users imported, 3 refused, 2 lines unreadable"
+        );
         let v = report.to_json(&[LineError {
             line: 5,
             reason: "bad".into(),
         }]);
         assert_eq!(v["refused"][0]["line"], 4);
         assert_eq!(v["unreadable"][0]["line"], 5);
+        assert_eq!(
+            report.failure("u.csv").unwrap(),
+            "5 of the 35005 records of u.csv were not imported (see above)"
+        );
+        let clean = Report {
+            imported: 2,
+            refused: Vec::new(),
+            refused_users: 0,
+            unreadable: 0,
+            domains_created: vec!["x.org".into()],
+        };
+        assert_eq!(clean.failure("u.csv"), None);
+        assert_eq!(
+            clean.summary(),
+            "2 users imported, 0 refused, 0 lines unreadable, 1 domain created"
+        );
     }
 
     #[test]
     fn format_from_extension() {
         assert_eq!(format_of(Path::new("u.CSV")).unwrap(), ImportFormat::Csv);
-        assert_eq!(format_of(Path::new("dir/export.ldif")).unwrap(), ImportFormat::Ldif);
-        assert_eq!(format_of(Path::new("users.txt")).unwrap_err().exit_code(), 2);
+        assert_eq!(
+            format_of(Path::new("dir/export.ldif")).unwrap(),
+            ImportFormat::Ldif
+        );
+        assert_eq!(
+            format_of(Path::new("users.txt")).unwrap_err().exit_code(),
+            2
+        );
     }
 
     #[test]

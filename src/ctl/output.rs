@@ -111,7 +111,7 @@ pub fn fields(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     pairs
         .iter()
-        .map(|(k, v)| format!("{k:width$}  {}\n", clean(v)))
+        .map(|(k, v)| format!("{}\n", format!("{k:width$}  {}", clean(v)).trim_end()))
         .collect()
 }
 
@@ -154,7 +154,12 @@ pub fn index(v: Option<&Value>) -> String {
 
 /// A byte count the way quotas are given: `2G`, `500M`, `1.5G`, `1024`; 0 is `unlimited`.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [(1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
+    const UNITS: [(u64, &str); 4] = [
+        (1 << 40, "T"),
+        (1 << 30, "G"),
+        (1 << 20, "M"),
+        (1 << 10, "K"),
+    ];
     if n == 0 {
         return "unlimited".to_owned();
     }
@@ -175,7 +180,10 @@ pub fn bytes(n: u64) -> String {
 pub fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     match v {
         Value::Array(a) => a,
-        Value::Object(o) => o.get(key).and_then(Value::as_array).map_or(&[], Vec::as_slice),
+        Value::Object(o) => o
+            .get(key)
+            .and_then(Value::as_array)
+            .map_or(&[], Vec::as_slice),
         _ => &[],
     }
 }
@@ -212,7 +220,9 @@ pub fn stdout(s: &str) -> Result<(), CtlError> {
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(CtlError::Failed(format!("cannot write to standard output: {e}"))),
+        Err(e) => Err(CtlError::Failed(format!(
+            "cannot write to standard output: {e}"
+        ))),
     }
 }
 
@@ -270,7 +280,10 @@ mod tests {
         assert_eq!(text(Some(&json!("a"))), "a");
         assert_eq!(text(Some(&json!(true))), "yes");
         assert_eq!(text(Some(&json!(42))), "42");
-        assert_eq!(index(Some(&json!({"leader_id": {"term": 1}, "index": 9}))), "9");
+        assert_eq!(
+            index(Some(&json!({"leader_id": {"term": 1}, "index": 9}))),
+            "9"
+        );
         assert_eq!(index(Some(&json!(5))), "5");
     }
 

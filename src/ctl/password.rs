@@ -47,22 +47,25 @@ pub fn read(source: &Source, prompt: &str, confirm: Confirm) -> Result<String, C
         Source::File(path) => from_file(path),
         Source::Stdin => {
             let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| CtlError::usage(format!("cannot read the password from standard input: {e}")))?;
+            std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+                CtlError::usage(format!("cannot read the password from standard input: {e}"))
+            })?;
             non_empty(first_line(&line), "standard input")
         }
         Source::Prompt => {
             let ask = |p: &str| {
                 rpassword::prompt_password(p).map_err(|e| CtlError::Usage {
                     message: format!("cannot prompt for the password: {e}"),
-                    hint: Some("without a terminal, use --password-file FILE or --password-stdin".into()),
+                    hint: Some(
+                        "without a terminal, use --password-file FILE or --password-stdin".into(),
+                    ),
                 })
             };
             let first = non_empty(ask(prompt)?.as_str(), "the prompt")?;
             if confirm == Confirm::Twice && ask("Retype the password: ")? != first {
-                return Err(CtlError::usage("the two passwords do not match; nothing was changed"));
+                return Err(CtlError::usage(
+                    "the two passwords do not match; nothing was changed",
+                ));
             }
             Ok(first)
         }
@@ -73,7 +76,9 @@ pub fn read(source: &Source, prompt: &str, confirm: Confirm) -> Result<String, C
 pub fn from_file(path: &Path) -> Result<String, CtlError> {
     let text = std::fs::read_to_string(path).map_err(|e| CtlError::Usage {
         message: format!("cannot read the password file {}: {e}", path.display()),
-        hint: Some("the file must be readable and hold the password, in UTF-8, on its first line".into()),
+        hint: Some(
+            "the file must be readable and hold the password, in UTF-8, on its first line".into(),
+        ),
     })?;
     non_empty(first_line(&text), &path.display().to_string())
 }

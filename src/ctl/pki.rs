@@ -87,7 +87,10 @@ pub fn init(out: &Path, nodes: &[NodeSpec], json: bool) -> Result<(), CtlError> 
     for existing in [&ca_paths.key, &ca_paths.cert] {
         if existing.exists() {
             return Err(CtlError::Usage {
-                message: format!("{} already exists: refusing to replace the cluster CA", existing.display()),
+                message: format!(
+                    "{} already exists: refusing to replace the cluster CA",
+                    existing.display()
+                ),
                 hint: Some(format!(
                     "to add a node to this cluster, run `mailctl cluster issue --ca-dir {} --node \
                      NAME=HOST`; to start over, move {} away first",
@@ -102,7 +105,12 @@ pub fn init(out: &Path, nodes: &[NodeSpec], json: bool) -> Result<(), CtlError> 
     let ca = generate_ca(CA_COMMON_NAME).map_err(tls_error)?;
     let issued = nodes
         .iter()
-        .map(|n| Ok((n, issue_node_cert(&ca.cert_pem, &ca.key_pem, &n.name, &n.hosts).map_err(tls_error)?)))
+        .map(|n| {
+            Ok((
+                n,
+                issue_node_cert(&ca.cert_pem, &ca.key_pem, &n.name, &n.hosts).map_err(tls_error)?,
+            ))
+        })
         .collect::<Result<Vec<_>, CtlError>>()?;
 
     std::fs::DirBuilder::new()
@@ -135,11 +143,16 @@ pub fn issue(ca_dir: &Path, node: &NodeSpec, force: bool, json: bool) -> Result<
     let node_paths = BundlePaths::new(ca_dir, &node.name);
     if !force && (node_paths.cert.exists() || node_paths.key.exists()) {
         return Err(CtlError::Usage {
-            message: format!("{} already has a certificate in {}", node.name, ca_dir.display()),
+            message: format!(
+                "{} already has a certificate in {}",
+                node.name,
+                ca_dir.display()
+            ),
             hint: Some("pass --force to replace it (renewal)".into()),
         });
     }
-    let bundle = issue_node_cert(&ca.cert_pem, &ca.key_pem, &node.name, &node.hosts).map_err(tls_error)?;
+    let bundle =
+        issue_node_cert(&ca.cert_pem, &ca.key_pem, &node.name, &node.hosts).map_err(tls_error)?;
     let written = write_node(ca_dir, node, &bundle)?;
     print(&[written], json)
 }
@@ -225,7 +238,12 @@ mod tests {
     fn init_then_issue_and_refusals() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("pki");
-        init(&out, &[spec("a=127.0.0.1"), spec("b=10.0.0.2,b.example.org")], false).unwrap();
+        init(
+            &out,
+            &[spec("a=127.0.0.1"), spec("b=10.0.0.2,b.example.org")],
+            false,
+        )
+        .unwrap();
         for f in ["ca.pem", "ca.key", "a.pem", "a.key", "b.pem", "b.key"] {
             assert!(out.join(f).exists(), "{f}");
         }

@@ -6,18 +6,22 @@ use serde_json::{json, Value};
 use super::args::{AliasCmd, ListCmd};
 use super::client::{parse_json, seg, with_domain};
 use super::output::{self, text, Table};
-use super::{Ctx, CtlError};
+use super::{CtlError, Ctx};
 
 pub(crate) async fn alias(ctx: &Ctx, cmd: AliasCmd) -> Result<(), CtlError> {
     let c = &ctx.client;
     let (body, done) = match cmd {
         AliasCmd::List { domain } => {
-            let body = c.get(&with_domain("/api/aliases", domain.as_deref())).await?;
+            let body = c
+                .get(&with_domain("/api/aliases", domain.as_deref()))
+                .await?;
             if ctx.json {
                 return output::stdout(&output::json(&body));
             }
             let aliases = parse_json(&body)?;
-            return output::stdout(&address_table("ALIAS", "TARGETS", "targets", &aliases).render());
+            return output::stdout(
+                &address_table("ALIAS", "TARGETS", "targets", &aliases).render(),
+            );
         }
         AliasCmd::Add { address, targets } => {
             let body = json!({"address": address, "targets": targets});
@@ -78,7 +82,11 @@ pub(crate) async fn list(ctx: &Ctx, cmd: ListCmd) -> Result<(), CtlError> {
             let mut done = Vec::new();
             if !add.is_empty() {
                 body = c.post(&path, &json!({"members": add})).await?;
-                done.push(format!("{} member{} added to {address}", add.len(), plural(add.len())));
+                done.push(format!(
+                    "{} member{} added to {address}",
+                    add.len(),
+                    plural(add.len())
+                ));
             }
             if !remove.is_empty() {
                 body = c.delete_with(&path, &json!({"members": remove})).await?;
@@ -95,7 +103,10 @@ pub(crate) async fn list(ctx: &Ctx, cmd: ListCmd) -> Result<(), CtlError> {
 }
 
 pub(crate) async fn resolve(ctx: &Ctx, address: &str) -> Result<(), CtlError> {
-    let body = ctx.client.get(&format!("/api/resolve/{}", seg(address))).await?;
+    let body = ctx
+        .client
+        .get(&format!("/api/resolve/{}", seg(address)))
+        .await?;
     if ctx.json {
         return output::stdout(&output::json(&body));
     }
@@ -106,7 +117,10 @@ fn finish(ctx: &Ctx, body: &[u8], done: &str) -> Result<(), CtlError> {
     if ctx.json {
         return output::stdout(&output::json(body));
     }
-    let lines: String = done.lines().map(|l| format!("{}\n", output::clean(l))).collect();
+    let lines: String = done
+        .lines()
+        .map(|l| format!("{}\n", output::clean(l)))
+        .collect();
     output::stdout(&lines)
 }
 
@@ -125,14 +139,22 @@ fn plural(n: usize) -> &'static str {
 /// The addresses of a JSON array field, joined for one table cell.
 fn joined(v: Option<&Value>) -> String {
     match v.and_then(Value::as_array) {
-        Some(a) => a.iter().map(|x| text(Some(x))).collect::<Vec<_>>().join(", "),
+        Some(a) => a
+            .iter()
+            .map(|x| text(Some(x)))
+            .collect::<Vec<_>>()
+            .join(", "),
         None => text(v),
     }
 }
 
 /// ALIAS TARGETS / LIST MEMBERS: one row per record, the addresses comma-separated.
 fn address_table(first: &str, second: &str, field: &str, records: &Value) -> Table {
-    let key = if field == "targets" { "aliases" } else { "lists" };
+    let key = if field == "targets" {
+        "aliases"
+    } else {
+        "lists"
+    };
     let mut t = Table::new(&[first, second]);
     for r in output::array(records, key) {
         t.row([text(r.get("address")), joined(r.get(field))]);
@@ -144,7 +166,11 @@ fn address_table(first: &str, second: &str, field: &str, records: &Value) -> Tab
 fn members(list: &Value) -> String {
     list.get("members")
         .and_then(Value::as_array)
-        .map(|m| m.iter().map(|x| format!("{}\n", output::clean(&text(Some(x))))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|x| format!("{}\n", output::clean(&text(Some(x)))))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -156,7 +182,10 @@ fn render_resolution(address: &str, r: &Value) -> String {
         }
     }
     if t.is_empty() {
-        return format!("{}: no delivery (mail to it is refused)\n", output::clean(address));
+        return format!(
+            "{}: no delivery (mail to it is refused)\n",
+            output::clean(address)
+        );
     }
     t.render()
 }
@@ -177,7 +206,10 @@ mod tests {
             address_table("LIST", "MEMBERS", "members", &lists).render(),
             "LIST       MEMBERS\nall@x.org\n"
         );
-        assert_eq!(members(&json!({"members": ["a@x.org", "b@x.org"]})), "a@x.org\nb@x.org\n");
+        assert_eq!(
+            members(&json!({"members": ["a@x.org", "b@x.org"]})),
+            "a@x.org\nb@x.org\n"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::args::UserCmd;
 use super::client::{parse_json, seg, with_domain};
 use super::output::{self, fields, text, Table};
 use super::password::{self, Confirm, Source};
-use super::{Ctx, CtlError};
+use super::{CtlError, Ctx};
 
 pub(crate) async fn run(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
     let c = &ctx.client;
@@ -174,7 +174,9 @@ pub fn parse_quota(s: &str) -> Result<u64, String> {
     if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("none") {
         return Ok(0);
     }
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let shift = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 0,
@@ -182,7 +184,11 @@ pub fn parse_quota(s: &str) -> Result<u64, String> {
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("unknown unit {unit:?}: use K, M, G or T (e.g. 2G, 500M)")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?}: use K, M, G or T (e.g. 2G, 500M)"
+            ))
+        }
     };
     let bad = || format!("{s:?} is not a size: use bytes or a K/M/G/T suffix (e.g. 2G, 500M)");
     if number.is_empty() {
@@ -253,7 +259,11 @@ fn render_user(u: &Value) -> String {
         ("status", status(u.get("enabled"))),
         ("password", password),
     ]);
-    if let Some(prefs) = u.get("prefs").and_then(Value::as_object).filter(|p| !p.is_empty()) {
+    if let Some(prefs) = u
+        .get("prefs")
+        .and_then(Value::as_object)
+        .filter(|p| !p.is_empty())
+    {
         let mut t = Table::new(&["PREFERENCE", "VALUE"]);
         for (k, v) in prefs {
             t.row([k.clone(), text(Some(v))]);
@@ -280,7 +290,16 @@ mod tests {
         assert_eq!(parse_quota("1.5G"), Ok(3 << 29));
         assert_eq!(parse_quota("0"), Ok(0));
         assert_eq!(parse_quota("unlimited"), Ok(0));
-        for bad in ["", "G", "2X", "-1", "1.2.3G", "99999999999999999999", "20000000000T", "1e9"] {
+        for bad in [
+            "",
+            "G",
+            "2X",
+            "-1",
+            "1.2.3G",
+            "99999999999999999999",
+            "20000000000T",
+            "1e9",
+        ] {
             assert!(parse_quota(bad).is_err(), "{bad:?}");
         }
     }
@@ -323,7 +342,7 @@ mod tests {
         ]);
         assert_eq!(
             user_table(&users).render(),
-            "ADDRESS      NAME   QUOTA      MAIL HOST  STATUS\n\
+            "ADDRESS      NAME       QUOTA  MAIL HOST  STATUS\n\
              alice@x.org  Alice         2G  default    enabled\n\
              bob@x.org           unlimited  g2         disabled\n"
         );
@@ -331,7 +350,8 @@ mod tests {
         bob["prefs"] = json!({"signature": "--\nBob", "lang": "fr"});
         let shown = render_user(&bob);
         assert!(shown.contains("password   none (cannot log in)"), "{shown}");
-        assert!(shown.contains("signature  --\\nBob"), "{shown}");
-        assert!(shown.contains("lang       fr"), "{shown}");
+        assert!(shown.contains("signature   --\\nBob"), "{shown}");
+        assert!(shown.contains("lang        fr"), "{shown}");
+        assert!(shown.contains("\nname\n"), "{shown}");
     }
 }

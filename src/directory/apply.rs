@@ -11,13 +11,13 @@
 //! hostile: addresses, hashes (a scheme we cannot verify is refused), field sizes, and the
 //! alias/list graph (no loops, no local target that names nothing).
 
+use std::collections::HashSet;
+
 use super::address::{domain_of, key, parse_domain, Address};
-use super::command::{
-    Applied, Change, Command, DirectoryError, ItemError, ItemKind, Outcome,
-};
+use super::command::{Applied, Change, Command, DirectoryError, ItemError, ItemKind, Outcome};
 use super::model::{
-    check_display_name, check_pref_key, check_pref_value, normalise_mail_host, Alias,
-    DomainEntry, Kind, List, User,
+    check_display_name, check_pref_key, check_pref_value, normalise_mail_host, Alias, DomainEntry,
+    Kind, List, User,
 };
 use super::password::scheme_of;
 use super::state::Directory;
@@ -41,7 +41,10 @@ impl Directory {
             }
             Command::RemoveDomain { name } => {
                 let name = domain_name(name)?;
-                let slot = self.domains.get(&name).ok_or_else(|| unknown_domain(&name))?;
+                let slot = self
+                    .domains
+                    .get(&name)
+                    .ok_or_else(|| unknown_domain(&name))?;
                 if !(slot.users.is_empty() && slot.aliases.is_empty() && slot.lists.is_empty()) {
                     return Err(DirectoryError::DomainInUse {
                         users: slot.users.len(),
@@ -193,7 +196,7 @@ impl Directory {
             Command::ListRemoveMembers { address, members } => {
                 let mut list = self.existing_list(address)?.clone();
                 // Lowercased, not validated: any member that is there can be taken out.
-                let remove: Vec<String> = members.iter().map(|m| key(m).into_owned()).collect();
+                let remove: HashSet<String> = members.iter().map(|m| key(m).into_owned()).collect();
                 let before = list.members.len();
                 list.members.retain(|m| !remove.contains(m));
                 if list.members.len() == before {
@@ -286,7 +289,11 @@ impl Directory {
 
     /// Validates a new user and returns it normalised. With `allow_missing_domain`, an unknown
     /// (but well-formed) domain is accepted: the import creates it.
-    fn check_new_user(&self, user: &User, allow_missing_domain: bool) -> Result<User, DirectoryError> {
+    fn check_new_user(
+        &self,
+        user: &User,
+        allow_missing_domain: bool,
+    ) -> Result<User, DirectoryError> {
         let addr = self.check_new_address(&user.address, allow_missing_domain)?;
         check_hash(addr.as_str(), &user.password_hash)?;
         let field = |field: &str, reason: String| DirectoryError::InvalidField {
@@ -323,7 +330,11 @@ impl Directory {
 
     /// Parses an address for a new entry: its domain served here (unless allowed missing) and
     /// the address not yet a user, alias or list.
-    fn check_new_address(&self, text: &str, allow_missing_domain: bool) -> Result<Address, DirectoryError> {
+    fn check_new_address(
+        &self,
+        text: &str,
+        allow_missing_domain: bool,
+    ) -> Result<Address, DirectoryError> {
         let addr = address(text)?;
         if !allow_missing_domain && !self.domains.contains_key(addr.domain()) {
             return Err(unknown_domain(addr.domain()));
@@ -345,10 +356,12 @@ impl Directory {
         new: &[String],
         existing: &[String],
     ) -> Result<Vec<String>, DirectoryError> {
+        // Sets, not `Vec::contains`: a list may have tens of thousands of members.
+        let mut seen: HashSet<String> = existing.iter().cloned().collect();
         let mut out: Vec<String> = Vec::with_capacity(new.len());
         for t in new {
             let t = address(t)?.into_string();
-            if existing.contains(&t) || out.contains(&t) {
+            if !seen.insert(t.clone()) {
                 continue;
             }
             if self.target_missing(&t, owner) {

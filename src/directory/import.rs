@@ -153,8 +153,7 @@ impl Fields {
         let address = Address::parse(&self.address)
             .map_err(|e| err(format!("address {:?}: {e}", self.address)))?
             .into_string();
-        check_display_name(&self.display_name)
-            .map_err(|r| err(format!("display name: {r}")))?;
+        check_display_name(&self.display_name).map_err(|r| err(format!("display name: {r}")))?;
         let password = match (self.password.is_empty(), self.password_hash.is_empty()) {
             (true, true) => ImportPassword::None,
             (false, true) => {
@@ -171,7 +170,7 @@ impl Fields {
             }
             (false, false) => {
                 return Err(err(
-                    "both a password and a password hash: keep only one".to_string(),
+                    "both a password and a password hash: keep only one".to_string()
                 ))
             }
         };
@@ -232,9 +231,7 @@ fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "" | "true" | "yes" | "1" => Ok(true),
         "false" | "no" | "0" => Ok(false),
-        _ => Err(format!(
-            "enabled {text:?} is not true/false, yes/no or 1/0"
-        )),
+        _ => Err(format!("enabled {text:?} is not true/false, yes/no or 1/0")),
     }
 }
 
@@ -257,7 +254,14 @@ mod tests {
         for (text, want) in ok {
             assert_eq!(parse_quota(text), Ok(want), "{text}");
         }
-        for text in ["-1", "1.5G", "G", "12X", "99999999999999999999", "16777216T"] {
+        for text in [
+            "-1",
+            "1.5G",
+            "G",
+            "12X",
+            "99999999999999999999",
+            "16777216T",
+        ] {
             assert!(parse_quota(text).is_err(), "{text}");
         }
     }
@@ -294,8 +298,16 @@ mod tests {
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
         };
         let records = vec![
-            mk("a@x.org", ImportPassword::Plain("pw".into()), &["a1@x.org", "a2@x.org"]),
-            mk("b@x.org", ImportPassword::Hash("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=".into()), &[]),
+            mk(
+                "a@x.org",
+                ImportPassword::Plain("pw".into()),
+                &["a1@x.org", "a2@x.org"],
+            ),
+            mk(
+                "b@x.org",
+                ImportPassword::Hash("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=".into()),
+                &[],
+            ),
             mk("c@x.org", ImportPassword::None, &[]),
         ];
         let cmd = import_command(records, true, |p| format!("hashed:{p}"));
@@ -309,7 +321,10 @@ mod tests {
         };
         assert!(create_domains);
         let hashes: Vec<&str> = users.iter().map(|u| u.password_hash.as_str()).collect();
-        assert_eq!(hashes, ["hashed:pw", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "!"]);
+        assert_eq!(
+            hashes,
+            ["hashed:pw", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", "!"]
+        );
         assert_eq!(
             aliases,
             vec![

@@ -31,9 +31,7 @@ mod resolve;
 mod state;
 
 pub use address::{Address, AddressError};
-pub use command::{
-    Applied, Change, Command, DirectoryError, ItemError, ItemKind, Outcome,
-};
+pub use command::{Applied, Change, Command, DirectoryError, ItemError, ItemKind, Outcome};
 pub use model::{
     Alias, Counts, DomainEntry, Kind, List, User, DEFAULT_MAIL_HOST, MAX_DISPLAY_NAME,
     MAX_PREF_KEY, MAX_PREF_VALUE,

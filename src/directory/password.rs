@@ -354,7 +354,10 @@ fn parse_crypt(value: &str) -> Result<Option<Parsed<'_>>, PasswordError> {
     let [salt, output] = fields[..] else {
         return Err(malformed(name, "expected $salt$hash"));
     };
-    let crypt_chars = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/');
+    let crypt_chars = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
     if salt.len() > max_salt || !crypt_chars(salt) {
         return Err(malformed(name, "bad salt"));
     }
@@ -493,7 +496,10 @@ mod tests {
         for hash in unknown_cases {
             let err = verify_password(hash, "secret").unwrap_err();
             assert!(
-                matches!(err, PasswordError::UnknownScheme { .. } | PasswordError::Malformed { .. }),
+                matches!(
+                    err,
+                    PasswordError::UnknownScheme { .. } | PasswordError::Malformed { .. }
+                ),
                 "{hash}: {err:?}"
             );
             assert!(scheme_of(hash).is_err(), "{hash}");
@@ -518,13 +524,18 @@ mod tests {
                 "{hash}: {err:?}"
             );
         }
-        assert_eq!(verify_password("!", "anything"), Err(PasswordError::NoPassword));
+        assert_eq!(
+            verify_password("!", "anything"),
+            Err(PasswordError::NoPassword)
+        );
         assert_eq!(scheme_of("!"), Ok(Scheme::NoPassword));
     }
 
     #[test]
     fn errors_do_not_echo_the_hash() {
-        let err = verify_password("{SSHA}c2VjcmV0IQ==!", "x").unwrap_err().to_string();
+        let err = verify_password("{SSHA}c2VjcmV0IQ==!", "x")
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("c2VjcmV0"), "{err}");
         let err = verify_password("$9$c2VjcmV0", "x").unwrap_err().to_string();
         assert!(!err.contains("c2VjcmV0"), "{err}");

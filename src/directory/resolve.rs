@@ -232,7 +232,8 @@ impl Directory {
     /// empty when nothing does.
     pub(crate) fn referrers(&self, address: &str) -> Vec<String> {
         let hits = |t: &String| {
-            t == address || (self.entity(t).is_none() && base_address(t).as_deref() == Some(address))
+            t == address
+                || (self.entity(t).is_none() && base_address(t).as_deref() == Some(address))
         };
         let mut found: Vec<String> = self
             .aliases
@@ -276,4 +277,263 @@ fn base_address(address: &str) -> Option<String> {
 /// (ignoring what else the directory holds).
 fn points_to(target: &str, owner: &str) -> bool {
     target == owner || base_address(target).as_deref() == Some(owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::{Command, User};
+
+    const HASH: &str = "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=";
+
+    fn dir_with(commands: Vec<Command>) -> Directory {
+        let mut dir = Directory::new();
+        for cmd in commands {
+            dir.apply(&cmd)
+                .unwrap_or_else(|e| panic!("{cmd:?} refused: {e}"));
+        }
+        dir
+    }
+
+    fn alias(address: &str, targets: &[&str]) -> Command {
+        Command::AddAlias {
+            address: address.to_string(),
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn list(address: &str, members: &[&str]) -> Command {
+        Command::AddList {
+            address: address.to_string(),
+            members: members.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    fn user(address: &str, enabled: bool) -> Command {
+        let mut u = User::new(address, HASH);
+        u.enabled = enabled;
+        Command::AddUser(u)
+    }
+
+    fn names(addrs: &[Address]) -> Vec<&str> {
+        addrs.iter().map(Address::as_str).collect()
+    }
+
+    fn fixture() -> Directory {
+        dir_with(vec![
+            Command::AddDomain {
+                name: "example.org".into(),
+            },
+            Command::AddDomain {
+                name: "catch.org".into(),
+            },
+            user("alice@example.org", true),
+            user("bob@example.org", true),
+            user("carl@example.org", false),
+            user("postmaster@catch.org", true),
+            list(
+                "team@example.org",
+                &["alice@example.org", "bob@example.org", "carl@example.org"],
+            ),
+            list("empty@example.org", &[]),
+            alias(
+                "all@example.org",
+                &[
+                    "team@example.org",
+                    "alice@example.org",
+                    "ext@far.net",
+                    "EXT@far.net",
+                ],
+            ),
+            alias("off@example.org", &["carl@example.org"]),
+            alias(
+                "both@example.org",
+                &["bob+x@example.org", "bob@example.org"],
+            ),
+            Command::SetCatchAll {
+                domain: "catch.org".into(),
+                target: Some("all@example.org".into()),
+            },
+        ])
+    }
+
+    #[test]
+    fn users_aliases_and_lists() {
+        let dir = fixture();
+        let r = dir.resolve("Alice@Example.org").unwrap();
+        assert_eq!(names(&r.mailboxes), ["alice@example.org"]);
+        assert!(r.forwards.is_empty() && r.skipped.is_empty() && r.detail.is_none());
+
+        let r = dir.resolve("all@example.org").unwrap();
+        assert_eq!(
+            names(&r.mailboxes),
+            ["alice@example.org", "bob@example.org"]
+        );
+        assert_eq!(names(&r.forwards), ["ext@far.net"]);
+        assert_eq!(
+            r.skipped,
+            [ResolveError::Disabled {
+                address: "carl@example.org".into()
+            }]
+        );
+
+        let r = dir.resolve("both@example.org").unwrap();
+        assert_eq!(names(&r.mailboxes), ["bob@example.org"]);
+    }
+
+    #[test]
+    fn refusals() {
+        let dir = fixture();
+        let cases = [
+            (
+                "carl@example.org",
+                ResolveError::Disabled {
+                    address: "carl@example.org".into(),
+                },
+            ),
+            (
+                "off@example.org",
+                ResolveError::Disabled {
+                    address: "carl@example.org".into(),
+                },
+            ),
+            (
+                "ghost@example.org",
+                ResolveError::UnknownUser {
+                    address: "ghost@example.org".into(),
+                },
+            ),
+            (
+                "ghost+x@example.org",
+                ResolveError::UnknownUser {
+                    address: "ghost+x@example.org".into(),
+                },
+            ),
+            (
+                "someone@far.net",
+                ResolveError::NotLocal {
+                    domain: "far.net".into(),
+                },
+            ),
+            (
+                "empty@example.org",
+                ResolveError::NoRecipients {
+                    address: "empty@example.org".into(),
+                },
+            ),
+            (
+                "not an address",
+                ResolveError::InvalidAddress {
+                    address: "not an address".into(),
+                    reason: AddressError::BadChar(' '),
+                },
+            ),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(dir.resolve(addr), Err(want), "{addr}");
+        }
+    }
+
+    #[test]
+    fn subaddress_and_catch_all() {
+        let dir = fixture();
+        let r = dir.resolve("bob+Lists@example.org").unwrap();
+        assert_eq!(names(&r.mailboxes), ["bob@example.org"]);
+        assert_eq!(r.detail.as_deref(), Some("lists"));
+        let r = dir.resolve("team+x@example.org").unwrap();
+        assert_eq!(
+            names(&r.mailboxes),
+            ["alice@example.org", "bob@example.org"]
+        );
+
+        // Exact and subaddress matches win over the catch-all.
+        let r = dir.resolve("postmaster@catch.org").unwrap();
+        assert_eq!(names(&r.mailboxes), ["postmaster@catch.org"]);
+        let r = dir.resolve("postmaster+x@catch.org").unwrap();
+        assert_eq!(names(&r.mailboxes), ["postmaster@catch.org"]);
+        let r = dir.resolve("anything@catch.org").unwrap();
+        assert_eq!(
+            names(&r.mailboxes),
+            ["alice@example.org", "bob@example.org"]
+        );
+        assert_eq!(names(&r.forwards), ["ext@far.net"]);
+    }
+
+    #[test]
+    fn depth_limit() {
+        // a0 -> a1 -> ... -> a11 -> u: u is 12 hops from a0.
+        let mut commands = vec![
+            Command::AddDomain {
+                name: "d.org".into(),
+            },
+            user("u@d.org", true),
+        ];
+        commands.push(alias("a11@d.org", &["u@d.org"]));
+        for i in (0..11).rev() {
+            commands.push(alias(
+                &format!("a{i}@d.org"),
+                &[&format!("a{}@d.org", i + 1)],
+            ));
+        }
+        let dir = dir_with(commands);
+        assert!(dir.resolve("a2@d.org").is_ok(), "10 hops are allowed");
+        assert_eq!(
+            dir.resolve("a1@d.org"),
+            Err(ResolveError::TooDeep {
+                address: "u@d.org".into()
+            })
+        );
+        assert_eq!(
+            dir.resolve("a0@d.org"),
+            Err(ResolveError::TooDeep {
+                address: "a11@d.org".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_loop_in_stored_records_still_terminates() {
+        // Written around `apply`, which would refuse it, as a damaged or older store might be.
+        let records = vec![
+            ("d/d.org".to_string(), br#"{"name":"d.org"}"#.to_vec()),
+            (
+                "u/u@d.org".to_string(),
+                br#"{"address":"u@d.org","password_hash":"!"}"#.to_vec(),
+            ),
+            (
+                "a/a@d.org".to_string(),
+                br#"{"address":"a@d.org","targets":["b@d.org"]}"#.to_vec(),
+            ),
+            (
+                "a/b@d.org".to_string(),
+                br#"{"address":"b@d.org","targets":["a@d.org","u@d.org"]}"#.to_vec(),
+            ),
+        ];
+        let dir = Directory::from_records(records.into_iter()).unwrap();
+        let r = dir.resolve("a@d.org").unwrap();
+        assert_eq!(names(&r.mailboxes), ["u@d.org"]);
+    }
+
+    #[test]
+    fn dangling_targets_after_a_domain_becomes_local_are_skipped() {
+        let mut dir = dir_with(vec![
+            Command::AddDomain {
+                name: "d.org".into(),
+            },
+            user("u@d.org", true),
+            alias("a@d.org", &["u@d.org", "x@later.org"]),
+        ]);
+        dir.apply(&Command::AddDomain {
+            name: "later.org".into(),
+        })
+        .unwrap();
+        let r = dir.resolve("a@d.org").unwrap();
+        assert_eq!(names(&r.mailboxes), ["u@d.org"]);
+        assert_eq!(
+            r.skipped,
+            [ResolveError::UnknownUser {
+                address: "x@later.org".into()
+            }]
+        );
+    }
 }

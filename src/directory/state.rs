@@ -194,10 +194,8 @@ impl Directory {
     /// users, aliases and lists). [`Directory::from_records`] rebuilds an equal directory.
     pub fn records(&self) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
         self.domains.values().flat_map(move |slot| {
-            let domain = std::iter::once((
-                record_key(None, &slot.entry.name),
-                to_json(&slot.entry),
-            ));
+            let domain =
+                std::iter::once((record_key(None, &slot.entry.name), to_json(&slot.entry)));
             let users = slot.users.iter().filter_map(move |a| {
                 let u = self.users.get(a)?;
                 Some((record_key(Some(Kind::User), a), to_json(u)))
@@ -363,4 +361,76 @@ enum Entry {
     User(User),
     Alias(Alias),
     List(List),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::Command;
+
+    type Record = (String, Vec<u8>);
+
+    fn rec(key: &str, json: &str) -> Record {
+        (key.to_string(), json.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn records_load_in_any_order() {
+        let mut dir = Directory::new();
+        for cmd in [
+            Command::AddDomain {
+                name: "a.org".into(),
+            },
+            Command::AddUser(User::new("u@a.org", "!")),
+            Command::AddAlias {
+                address: "x@a.org".into(),
+                targets: vec!["u@a.org".into()],
+            },
+        ] {
+            dir.apply(&cmd).unwrap();
+        }
+        let mut records: Vec<_> = dir.records().collect();
+        assert_eq!(records[0].0, "d/a.org");
+        records.reverse();
+        assert_eq!(Directory::from_records(records.into_iter()).unwrap(), dir);
+        assert_eq!(
+            Directory::from_records(std::iter::empty()).unwrap(),
+            Directory::new()
+        );
+    }
+
+    #[test]
+    fn damaged_records_are_refused() {
+        let domain = rec("d/a.org", r#"{"name":"a.org"}"#);
+        let user = rec("u/u@a.org", r#"{"address":"u@a.org","password_hash":"!"}"#);
+        let cases: Vec<(Vec<Record>, &str)> = vec![
+            (vec![rec("x/a.org", "{}")], "unknown key prefix"),
+            (vec![rec("d/a.org", "{not json")], "invalid JSON"),
+            (
+                vec![rec("d/b.org", r#"{"name":"a.org"}"#)],
+                "does not match",
+            ),
+            (
+                vec![rec("d/A.org", r#"{"name":"A.org"}"#)],
+                "does not match",
+            ),
+            (vec![domain.clone(), domain.clone()], "duplicate domain"),
+            (vec![user.clone()], "domain has no record"),
+            (
+                vec![
+                    domain.clone(),
+                    user.clone(),
+                    rec("l/u@a.org", r#"{"address":"u@a.org","members":[]}"#),
+                ],
+                "already used",
+            ),
+        ];
+        for (records, want) in cases {
+            let err = Directory::from_records(records.into_iter()).unwrap_err();
+            assert!(
+                matches!(err, DirectoryError::BadRecord { .. }) && err.to_string().contains(want),
+                "{err}"
+            );
+        }
+    }
 }

@@ -45,7 +45,7 @@ pub fn parse_csv(text: &str) -> Vec<Result<ImportRecord, LineError>> {
             })]
         }
     };
-    let header_line = header.position().map_or(1, |p| p.line() as usize);
+    let header_line = record_line(text, header.position());
     let columns = match header_columns(&header) {
         Ok(c) => c,
         Err(reason) => {
@@ -64,7 +64,7 @@ pub fn parse_csv(text: &str) -> Vec<Result<ImportRecord, LineError>> {
                 continue;
             }
         };
-        let line = row.position().map_or(0, |p| p.line() as usize);
+        let line = record_line(text, row.position());
         if row.iter().all(str::is_empty) {
             continue;
         }
@@ -133,11 +133,25 @@ fn header_columns(header: &::csv::StringRecord) -> Result<Vec<&'static str>, Str
     Ok(columns)
 }
 
+/// The line where a record's first field is. The csv crate's position is where it started
+/// reading, which is before any blank lines it skipped.
+fn record_line(text: &str, position: Option<&::csv::Position>) -> usize {
+    let Some(p) = position else {
+        return 1;
+    };
+    let skipped = text
+        .as_bytes()
+        .iter()
+        .skip(p.byte() as usize)
+        .take_while(|&&b| b == b'\n' || b == b'\r')
+        .filter(|&&b| b == b'\n')
+        .count();
+    p.line() as usize + skipped
+}
+
 fn csv_error(e: &::csv::Error, fallback_line: usize) -> LineError {
     LineError {
-        line: e
-            .position()
-            .map_or(fallback_line, |p| p.line() as usize),
+        line: e.position().map_or(fallback_line, |p| p.line() as usize),
         reason: format!("unreadable CSV: {e}"),
     }
 }
@@ -199,7 +213,10 @@ mod tests {
         assert!(errors[4].1.contains("enabled"), "{}", errors[4].1);
         assert!(errors[5].1.contains("10 fields"), "{}", errors[5].1);
         let hal = got[9].as_ref().unwrap();
-        assert_eq!((hal.line, hal.user.address.as_str()), (13, "hal@example.org"));
+        assert_eq!(
+            (hal.line, hal.user.address.as_str()),
+            (13, "hal@example.org")
+        );
         assert_eq!(hal.user.password, ImportPassword::None);
     }
 
@@ -207,7 +224,10 @@ mod tests {
     fn header_errors_fail_the_file_on_line_1() {
         for (text, want) in [
             ("", "header row"),
-            ("address,passwd\na@example.org,x\n", "unknown column \"passwd\""),
+            (
+                "address,passwd\na@example.org,x\n",
+                "unknown column \"passwd\"",
+            ),
             ("address,quota,Quota\n", "appears twice"),
             ("display_name\nAlice\n", "no address column"),
         ] {

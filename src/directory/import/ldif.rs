@@ -150,7 +150,11 @@ fn parse_entry(lines: &[String]) -> Result<Option<Fields>, String> {
     fields.address = address;
     let extra: Vec<String> = mails.collect();
     fields.aliases.splice(0..0, extra);
-    fields.display_name = if display_name.is_empty() { cn } else { display_name };
+    fields.display_name = if display_name.is_empty() {
+        cn
+    } else {
+        display_name
+    };
     choose_password(&mut fields, passwords)?;
     Ok(Some(fields))
 }
@@ -217,60 +221,63 @@ mod tests {
     use super::super::ImportPassword;
     use super::*;
 
-    const SAMPLE: &str = "version: 1\n\
-\n\
-# The organisation; skipped, it has no mail.\n\
-dn: ou=people,dc=example,dc=org\n\
-objectClass: organizationalUnit\n\
-ou: people\n\
-\n\
-dn: uid=alice,ou=people,dc=example,dc=org\n\
-objectClass: inetOrgPerson\n\
-cn: Alice Smith\n\
-displayName:: QWxpY2UgU23DrXRo\n\
-mail: Alice@Example.org\n\
-mail: asmith@example.org\n\
-mailAlternateAddress: al@example.org\n\
-userPassword:: e1NTSEF9bUlnck5YcUtKWkZUdFRyQUpPYVp5cmtwVDIxMDNuU2g=\n\
-mailQuota: 500M\n\
-mailHost: store-2\n\
-# a folded comment\n\
- that continues here\n\
-description: a long description that is\n\
-  folded over two lines\n\
-\n\
-dn: uid=bob,ou=people,dc=example,dc=org\r\n\
-cn: Bob\r\n\
-mail: bob@exa\r\n\
- mple.org\r\n\
-userPassword: {CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\r\n\
-\r\n\
-dn: uid=carol,ou=people,dc=example,dc=org\n\
-changetype: delete\n\
-\n\
-dn: uid=dave,ou=people,dc=example,dc=org\n\
-mail: dave@example.org\n\
-userPassword: {MD5}Xr4ilOzQ4PCOq3aQ0qbuaQ==\n\
-\n\
-dn: uid=erin,ou=people,dc=example,dc=org\n\
-mail: erin@example.org\n\
-jpegPhoto:< file:///tmp/erin.jpg\n\
-\n\
-\n\
-dn: uid=frank,ou=people,dc=example,dc=org\n\
-mail: frank@example.org\n\
-userPassword: plain-secret\n\
-this line has no colon\n\
-\n\
-dn: uid=gina,ou=people,dc=example,dc=org\n\
-changetype: add\n\
-mail: gina@example.org\n\
-userPassword: gina-secret\n\
-cn;lang-fr: Gina\n";
+    /// An export as `ldapsearch -LLL` or `slapcat` writes it, with a few broken entries.
+    const SAMPLE: &[&str] = &[
+        "version: 1",
+        "",
+        "# The organisation; skipped, it has no mail.",
+        "dn: ou=people,dc=example,dc=org",
+        "objectClass: organizationalUnit",
+        "ou: people",
+        "",
+        "dn: uid=alice,ou=people,dc=example,dc=org",
+        "objectClass: inetOrgPerson",
+        "cn: Alice Smith",
+        "displayName:: QWxpY2UgU23DrXRo",
+        "mail: Alice@Example.org",
+        "mail: asmith@example.org",
+        "mailAlternateAddress: al@example.org",
+        "userPassword:: e1NTSEF9bUlnck5YcUtKWkZUdFRyQUpPYVp5cmtwVDIxMDNuU2g=",
+        "mailQuota: 500M",
+        "mailHost: store-2",
+        "# a folded comment",
+        " that continues here",
+        "description: a long description that is",
+        "  folded over two lines",
+        "",
+        "dn: uid=bob,ou=people,dc=example,dc=org\r",
+        "cn: Bob\r",
+        "mail: bob@exa\r",
+        " mple.org\r",
+        "userPassword: {CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1\r",
+        "\r",
+        "dn: uid=carol,ou=people,dc=example,dc=org",
+        "changetype: delete",
+        "",
+        "dn: uid=dave,ou=people,dc=example,dc=org",
+        "mail: dave@example.org",
+        "userPassword: {MD5}Xr4ilOzQ4PCOq3aQ0qbuaQ==",
+        "",
+        "dn: uid=erin,ou=people,dc=example,dc=org",
+        "mail: erin@example.org",
+        "jpegPhoto:< file:///tmp/erin.jpg",
+        "",
+        "",
+        "dn: uid=frank,ou=people,dc=example,dc=org",
+        "mail: frank@example.org",
+        "userPassword: plain-secret",
+        "this line has no colon",
+        "",
+        "dn: uid=gina,ou=people,dc=example,dc=org",
+        "changetype: add",
+        "mail: gina@example.org",
+        "userPassword: gina-secret",
+        "cn;lang-fr: Gina",
+    ];
 
     #[test]
     fn sample_file() {
-        let got = parse_ldif(SAMPLE);
+        let got = parse_ldif(&SAMPLE.join("\n"));
         let summary: Vec<(usize, Result<&str, &str>)> = got
             .iter()
             .map(|r| match r {
@@ -303,11 +310,16 @@ cn;lang-fr: Gina\n";
 
         let bob = got[1].as_ref().unwrap();
         assert_eq!(bob.user.display_name, "Bob");
-        assert!(matches!(&bob.user.password, ImportPassword::Hash(h) if h.starts_with("{CRYPT}$6$")));
+        assert!(
+            matches!(&bob.user.password, ImportPassword::Hash(h) if h.starts_with("{CRYPT}$6$"))
+        );
 
         let gina = got[6].as_ref().unwrap();
         assert_eq!(gina.user.display_name, "Gina");
-        assert_eq!(gina.user.password, ImportPassword::Plain("gina-secret".into()));
+        assert_eq!(
+            gina.user.password,
+            ImportPassword::Plain("gina-secret".into())
+        );
     }
 
     #[test]
@@ -323,7 +335,9 @@ cn;lang-fr: Gina\n";
         assert_eq!(pw(entry(&[])), Ok(ImportPassword::None));
         assert_eq!(
             pw(entry(&["{MD5}x", "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="])),
-            Ok(ImportPassword::Hash("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=".into()))
+            Ok(ImportPassword::Hash(
+                "{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=".into()
+            ))
         );
         assert_eq!(
             pw(entry(&["{MD5}x", "clear"])),
