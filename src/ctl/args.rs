@@ -10,6 +10,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::pki::{parse_node_spec, NodeSpec};
 use super::user::{parse_pref, parse_quota};
 
+/// The help section grouping the flags every command accepts.
+const GLOBAL: &str = "Global options";
+
 const DISCOVERY_HELP: &str = "\
 Finding the cluster: --server / --token-file / --ca-file, else the environment
 (MAILCTL_SERVER, MAILCTL_TOKEN holding the token itself, MAILCTL_CA), else — when
@@ -33,7 +36,7 @@ pub struct Cli {
     pub conn: ConnArgs,
 
     /// Print the server's JSON answers instead of tables (for scripts).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// What to do.
@@ -45,17 +48,17 @@ pub struct Cli {
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConnArgs {
     /// Admin API of any node [default: $MAILCTL_SERVER, or 127.0.0.1:8080 with ./dev-data].
-    #[arg(long, global = true, value_name = "HOST:PORT")]
+    #[arg(long, global = true, value_name = "HOST:PORT", help_heading = GLOBAL)]
     pub server: Option<String>,
 
     /// File holding the admin token [default: the token in $MAILCTL_TOKEN, or
     /// ./dev-data/admin.token].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub token_file: Option<PathBuf>,
 
     /// The cluster CA certificate, the only one trusted [default: $MAILCTL_CA, or
     /// ./dev-data/tls/ca.pem].
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub ca_file: Option<PathBuf>,
 }
 

@@ -155,7 +155,9 @@ impl Client {
         };
         let (status, body) = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return Err(self.lost(&method, &format!("the connection failed: {e}"))),
+            Ok(Err(e)) => {
+                return Err(self.lost(&method, &format!("the connection failed: {}", chain(&e))))
+            }
             Err(_) => {
                 return Err(self.lost(
                     &method,
@@ -219,7 +221,7 @@ impl Client {
             .await
             .map_err(|e| {
                 unreachable(
-                    format!("cannot talk HTTP to {addr}: {e}"),
+                    format!("cannot talk HTTP to {addr}: {}", chain(&e)),
                     "is this the node's admin API port?",
                 )
             })?;
@@ -253,7 +255,7 @@ impl Client {
     /// The request was (perhaps) sent but no answer came: a change may or may not be applied.
     fn lost(&self, method: &Method, what: &str) -> CtlError {
         let hint = if method == Method::GET {
-            "check that the node is healthy (mailctl status)".to_owned()
+            "is --server the node's admin API (not its Raft port)? is the node healthy?".to_owned()
         } else {
             "the change may or may not have been applied: check before retrying".to_owned()
         };
@@ -262,6 +264,22 @@ impl Client {
             hint: Some(hint),
         }
     }
+}
+
+/// An error with its causes, `outer: inner: innermost`: hyper's own messages ("connection
+/// error") say little without the TLS alert or I/O error underneath.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn encode<T: Serialize + ?Sized>(body: &T) -> Result<Vec<u8>, CtlError> {

@@ -248,7 +248,11 @@ fn status(v: Option<&Value>) -> String {
 fn render_user(u: &Value) -> String {
     let password = match u.get("password_scheme") {
         None | Some(Value::Null) => "none (cannot log in)".to_owned(),
-        Some(Value::String(s)) if s == "none" => "none (cannot log in)".to_owned(),
+        Some(Value::String(s))
+            if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("NoPassword") =>
+        {
+            "none (cannot log in)".to_owned()
+        }
         Some(v) => text(Some(v)),
     };
     let mut out = fields(&[
@@ -338,7 +342,7 @@ mod tests {
             {"address": "alice@x.org", "display_name": "Alice", "quota_bytes": 2147483648u64,
              "mail_host": "default", "enabled": true, "prefs": {}, "password_scheme": "argon2id"},
             {"address": "bob@x.org", "display_name": "", "quota_bytes": 0,
-             "mail_host": "g2", "enabled": false, "prefs": {}, "password_scheme": null}
+             "mail_host": "g2", "enabled": false, "prefs": {}, "password_scheme": "NoPassword"}
         ]);
         assert_eq!(
             user_table(&users).render(),

@@ -5,9 +5,12 @@
 //! conservative subset of RFC 5321: a dot-atom local part (no quoted strings, no UTF-8) and an
 //! LDH domain (no address literals). This module must never consult the directory or do I/O.
 //!
-//! Security note: the accepted character set is deliberately narrow, so an address that passes
-//! here can be written into LMTP commands, Sieve scripts, log lines and storage keys without
-//! quoting; do not widen it without checking those sinks.
+//! Security note: the accepted set is deliberately narrow — no whitespace, control characters,
+//! quotes, backslashes, `<>`, `()`, `,`, `;` or `:` — so a valid address can be written into
+//! SMTP/LMTP paths, Sieve string literals and log lines without quoting, and `..` can never
+//! occur. It is still not a safe file name: `/` and `%` are legal in a local part, so storage
+//! must encode addresses before using them as paths. Do not widen the set without checking
+//! those sinks.
 
 use std::fmt;
 use std::str::FromStr;

@@ -150,7 +150,7 @@ impl Fields {
     /// Validates the fields into a record starting at `line`.
     fn into_record(self, line: usize) -> Result<ImportRecord, LineError> {
         let err = |reason: String| LineError { line, reason };
-        let address = Address::parse(&self.address)
+        let address = Address::parse(self.address.trim())
             .map_err(|e| err(format!("address {:?}: {e}", self.address)))?
             .into_string();
         check_display_name(&self.display_name).map_err(|r| err(format!("display name: {r}")))?;
@@ -180,7 +180,7 @@ impl Fields {
             .map_err(|r| err(format!("mail host {:?}: {r}", self.mail_host)))?;
         let mut aliases: Vec<String> = Vec::new();
         for alias in &self.aliases {
-            let a = Address::parse(alias)
+            let a = Address::parse(alias.trim())
                 .map_err(|e| err(format!("alias {alias:?}: {e}")))?
                 .into_string();
             if a != address && !aliases.contains(&a) {

@@ -2,8 +2,9 @@
 //!
 //! Columns, in any order, named case-insensitively: `address` (required), `display_name`,
 //! `password`, `password_hash`, `quota`, `mail_host`, `enabled`, `aliases` (separated by
-//! spaces or semicolons). An unknown or repeated column fails the whole file on line 1, since
-//! every row would be misread. Quoting follows RFC 4180 (the `csv` crate); fields are trimmed.
+//! spaces, semicolons or commas). An unknown or repeated column fails the whole file on
+//! line 1, since every row would be misread. Quoting follows RFC 4180 (the `csv` crate);
+//! fields are trimmed.
 //! This parser must never do I/O.
 //!
 //! Security note: the `password` column is plaintext; it goes into
@@ -92,7 +93,7 @@ pub fn parse_csv(text: &str) -> Vec<Result<ImportRecord, LineError>> {
                 "enabled" => fields.enabled = value,
                 _ => {
                     fields.aliases = value
-                        .split([' ', ';'])
+                        .split([' ', ';', ','])
                         .filter(|a| !a.is_empty())
                         .map(str::to_string)
                         .collect()
