@@ -38,9 +38,16 @@ fn dummy_hash() -> &'static str {
 }
 
 /// Checks `password` for `address` against the directory.
-pub async fn authenticate(cluster: &Cluster, address: &str, password: &str) -> Result<Login, AuthError> {
+pub async fn authenticate(
+    cluster: &Cluster,
+    address: &str,
+    password: &str,
+) -> Result<Login, AuthError> {
     let user = {
-        let dir = cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+        let dir = cluster
+            .directory()
+            .read()
+            .unwrap_or_else(|p| p.into_inner());
         dir.user(address).cloned()
     };
     let (stored, canonical, enabled) = match &user {
@@ -49,9 +56,11 @@ pub async fn authenticate(cluster: &Cluster, address: &str, password: &str) -> R
     };
     let password = password.to_string();
     let verify_stored = stored.clone();
-    let verdict = tokio::task::spawn_blocking(move || verify_password(&verify_stored, &password).map(|v| (v, password)))
-        .await
-        .map_err(|e| AuthError::BadHash(e.to_string()))?;
+    let verdict = tokio::task::spawn_blocking(move || {
+        verify_password(&verify_stored, &password).map(|v| (v, password))
+    })
+    .await
+    .map_err(|e| AuthError::BadHash(e.to_string()))?;
     let (verified, password) = verdict.map_err(|e| AuthError::BadHash(e.to_string()))?;
     let needs_rehash = match verified {
         Verified::Ok { needs_rehash } if user.is_some() => needs_rehash,
@@ -65,12 +74,21 @@ pub async fn authenticate(cluster: &Cluster, address: &str, password: &str) -> R
         let new_hash = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
             .map_err(|e| AuthError::BadHash(e.to_string()))?;
-        let cmd = Command::RehashPassword { address: canonical.clone(), old_hash: stored, new_hash };
+        let cmd = Command::RehashPassword {
+            address: canonical.clone(),
+            old_hash: stored,
+            new_hash,
+        };
         match cluster.write(cmd).await {
             Ok(_) => rehashed = true,
             // The login stands; the rehash is retried at the next one.
-            Err(e) => tracing::warn!(user = %canonical, error = %e, "could not upgrade a legacy password hash"),
+            Err(e) => {
+                tracing::warn!(user = %canonical, error = %e, "could not upgrade a legacy password hash")
+            }
         }
     }
-    Ok(Login { address: canonical, rehashed })
+    Ok(Login {
+        address: canonical,
+        rehashed,
+    })
 }

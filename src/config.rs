@@ -23,7 +23,11 @@ pub enum ConfigError {
     #[error("{path}: {reason}")]
     Parse { path: String, reason: String },
     #[error("{path}: `{key}`: {reason}")]
-    Invalid { path: String, key: String, reason: String },
+    Invalid {
+        path: String,
+        key: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,7 +111,9 @@ pub struct ShutdownSection {
 
 impl Default for ShutdownSection {
     fn default() -> Self {
-        ShutdownSection { grace_secs: d_grace() }
+        ShutdownSection {
+            grace_secs: d_grace(),
+        }
     }
 }
 
@@ -162,15 +168,19 @@ fn d_grace() -> u64 {
 impl Config {
     /// Reads, parses and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         Config::parse(&text, &path.display().to_string())
     }
 
     /// Parses and validates configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: origin.to_string(), reason: e.to_string().trim_end().to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            reason: e.to_string().trim_end().to_string(),
+        })?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -180,7 +190,11 @@ impl Config {
     pub fn dev(dir: &Path) -> Config {
         let tls = dir.join("tls");
         Config {
-            node: NodeSection { id: 1, name: "dev".into(), data_dir: dir.to_path_buf() },
+            node: NodeSection {
+                id: 1,
+                name: "dev".into(),
+                data_dir: dir.to_path_buf(),
+            },
             cluster: ClusterSection {
                 listen: "127.0.0.1:7400".parse().expect("literal address"),
                 advertise: None,
@@ -211,14 +225,28 @@ impl Config {
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let bad = |key: &str, reason: String| ConfigError::Invalid { path: origin.into(), key: key.into(), reason };
+        let bad = |key: &str, reason: String| ConfigError::Invalid {
+            path: origin.into(),
+            key: key.into(),
+            reason,
+        };
         if self.node.id == 0 {
             return Err(bad("node.id", "must be a positive integer".into()));
         }
         if self.node.name.is_empty()
-            || !self.node.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+            || !self
+                .node
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
         {
-            return Err(bad("node.name", format!("{:?} must be non-empty letters, digits, '-', '.' or '_'", self.node.name)));
+            return Err(bad(
+                "node.name",
+                format!(
+                    "{:?} must be non-empty letters, digits, '-', '.' or '_'",
+                    self.node.name
+                ),
+            ));
         }
         if self.node.data_dir.as_os_str().is_empty() {
             return Err(bad("node.data_dir", "must not be empty".into()));
@@ -234,13 +262,20 @@ impl Config {
             ));
         }
         if c.election_timeout_max_ms <= c.election_timeout_min_ms {
-            return Err(bad("cluster.election_timeout_max_ms", "must be greater than election_timeout_min_ms".into()));
+            return Err(bad(
+                "cluster.election_timeout_max_ms",
+                "must be greater than election_timeout_min_ms".into(),
+            ));
         }
         if c.snapshot_every == 0 {
             return Err(bad("cluster.snapshot_every", "must be positive".into()));
         }
         if c.write_timeout_ms < c.election_timeout_max_ms {
-            return Err(bad("cluster.write_timeout_ms", "must be at least election_timeout_max_ms, or writes fail during every election".into()));
+            return Err(bad(
+                "cluster.write_timeout_ms",
+                "must be at least election_timeout_max_ms, or writes fail during every election"
+                    .into(),
+            ));
         }
         if let Some(a) = &c.advertise {
             check_host_port(a).map_err(|r| bad("cluster.advertise", r))?;
@@ -249,13 +284,19 @@ impl Config {
             check_host_port(a).map_err(|r| bad("http.advertise", r))?;
         }
         if self.http.cert_file.is_some() != self.http.key_file.is_some() {
-            return Err(bad("http.cert_file", "http.cert_file and http.key_file go together".into()));
+            return Err(bad(
+                "http.cert_file",
+                "http.cert_file and http.key_file go together".into(),
+            ));
         }
         if self.http.max_connections == 0 {
             return Err(bad("http.max_connections", "must be positive".into()));
         }
         if self.http.max_per_ip == 0 || self.http.max_per_ip > self.http.max_connections {
-            return Err(bad("http.max_per_ip", "must be between 1 and http.max_connections".into()));
+            return Err(bad(
+                "http.max_per_ip",
+                "must be between 1 and http.max_connections".into(),
+            ));
         }
         if self.http.idle_timeout_secs == 0 {
             return Err(bad("http.idle_timeout_secs", "must be positive".into()));
@@ -280,18 +321,26 @@ impl Config {
 
     /// The Raft address peers dial.
     pub fn raft_advertise(&self) -> String {
-        self.cluster.advertise.clone().unwrap_or_else(|| self.cluster.listen.to_string())
+        self.cluster
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.cluster.listen.to_string())
     }
 
     /// The admin API address `mailctl` and peers use.
     pub fn http_advertise(&self) -> String {
-        self.http.advertise.clone().unwrap_or_else(|| self.http.listen.to_string())
+        self.http
+            .advertise
+            .clone()
+            .unwrap_or_else(|| self.http.listen.to_string())
     }
 }
 
 fn check_host_port(s: &str) -> Result<(), String> {
     match s.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(()),
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
         _ => Err(format!("{s:?} is not host:port")),
     }
 }
@@ -333,11 +382,19 @@ admin_token_file = "/etc/mailnode/admin.token"
     #[test]
     fn bad_relations_name_the_key() {
         let cases = [
-            ("[cluster]\n", "[cluster]\nheartbeat_ms = 300\n", "cluster.election_timeout_min_ms"),
+            (
+                "[cluster]\n",
+                "[cluster]\nheartbeat_ms = 300\n",
+                "cluster.election_timeout_min_ms",
+            ),
             ("id = 1", "id = 0", "node.id"),
             ("name = \"n1\"", "name = \"n 1\"", "node.name"),
             ("[http]\n", "[http]\nmax_per_ip = 0\n", "http.max_per_ip"),
-            ("[cluster]\n", "[cluster]\nadvertise = \"nohost\"\n", "cluster.advertise"),
+            (
+                "[cluster]\n",
+                "[cluster]\nadvertise = \"nohost\"\n",
+                "cluster.advertise",
+            ),
         ];
         for (from, to, key) in cases {
             let text = GOOD.replacen(from, to, 1);
@@ -348,7 +405,9 @@ admin_token_file = "/etc/mailnode/admin.token"
 
     #[test]
     fn wrong_type_is_reported() {
-        let e = Config::parse(&GOOD.replace("id = 1", "id = \"one\""), "t").unwrap_err().to_string();
+        let e = Config::parse(&GOOD.replace("id = 1", "id = \"one\""), "t")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("id"), "{e}");
     }
 

@@ -30,7 +30,11 @@ pub enum NodeError {
     #[error("cannot use data directory {path}: {reason}")]
     DataDir { path: String, reason: String },
     #[error("cannot listen on {addr} ({what}): {reason}")]
-    Bind { addr: SocketAddr, what: &'static str, reason: String },
+    Bind {
+        addr: SocketAddr,
+        what: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -74,15 +78,28 @@ struct Http(Arc<AdminApi>);
 impl Protocol for Http {
     async fn serve(&self, conn: Conn, ctx: SessionCtx) {
         let signal = ctx.shutdown.clone();
-        self.0.clone().serve_conn(conn, async move { signal.triggered().await }).await;
+        self.0
+            .clone()
+            .serve_conn(conn, async move { signal.triggered().await })
+            .await;
     }
 }
 
 fn lock_data_dir(dir: &Path) -> Result<Flock<File>, NodeError> {
-    let data_err = |e: std::io::Error| NodeError::DataDir { path: dir.display().to_string(), reason: e.to_string() };
+    let data_err = |e: std::io::Error| NodeError::DataDir {
+        path: dir.display().to_string(),
+        reason: e.to_string(),
+    };
     std::fs::create_dir_all(dir).map_err(data_err)?;
     let path = dir.join("mailnode.lock");
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o644).open(&path).map_err(data_err)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .open(&path)
+        .map_err(data_err)?;
     match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
         Ok(mut lock) => {
             lock.set_len(0).map_err(data_err)?;
@@ -90,31 +107,52 @@ fn lock_data_dir(dir: &Path) -> Result<Flock<File>, NodeError> {
             Ok(lock)
         }
         Err((_, _)) => {
-            let pid = std::fs::read_to_string(&path).map(|p| format!(" (pid {})", p.trim())).unwrap_or_default();
-            Err(NodeError::Locked { path: dir.display().to_string(), pid })
+            let pid = std::fs::read_to_string(&path)
+                .map(|p| format!(" (pid {})", p.trim()))
+                .unwrap_or_default();
+            Err(NodeError::Locked {
+                path: dir.display().to_string(),
+                pid,
+            })
         }
     }
 }
 
 /// Reads the admin token; in dev mode creates it at first start.
 fn admin_token(path: &Path, create: bool) -> Result<String, NodeError> {
-    let err = |reason: String| NodeError::Token { path: path.display().to_string(), reason };
+    let err = |reason: String| NodeError::Token {
+        path: path.display().to_string(),
+        reason,
+    };
     match std::fs::read_to_string(path) {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
         Ok(_) => Err(err("is empty: write a long random token into it".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-            let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
-            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| err(e.to_string()))?;
+            let token: String = (0..32)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| err(e.to_string()))?;
             writeln!(f, "{token}").map_err(|e| err(e.to_string()))?;
             f.sync_all().map_err(|e| err(e.to_string()))?;
             Ok(token)
         }
-        Err(e) => Err(err(format!("{e}: create it with a long random token (e.g. `openssl rand -hex 32`)"))),
+        Err(e) => Err(err(format!(
+            "{e}: create it with a long random token (e.g. `openssl rand -hex 32`)"
+        ))),
     }
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|e| NodeError::Bind { addr, what, reason: e.to_string() })
+    TcpListener::bind(addr).await.map_err(|e| NodeError::Bind {
+        addr,
+        what,
+        reason: e.to_string(),
+    })
 }
 
 impl Node {
@@ -140,16 +178,40 @@ impl Node {
 
         let raft_listener = bind(c.listen, "Raft RPC").await?;
         let http_listener = bind(cfg.http.listen, "HTTP admin API").await?;
-        let raft_addr = raft_listener.local_addr().map_err(|e| NodeError::Bind { addr: c.listen, what: "Raft RPC", reason: e.to_string() })?;
-        let http_addr = http_listener.local_addr().map_err(|e| NodeError::Bind { addr: cfg.http.listen, what: "HTTP admin API", reason: e.to_string() })?;
+        let raft_addr = raft_listener.local_addr().map_err(|e| NodeError::Bind {
+            addr: c.listen,
+            what: "Raft RPC",
+            reason: e.to_string(),
+        })?;
+        let http_addr = http_listener.local_addr().map_err(|e| NodeError::Bind {
+            addr: cfg.http.listen,
+            what: "HTTP admin API",
+            reason: e.to_string(),
+        })?;
 
         let info = NodeInfo {
             name: cfg.node.name.clone(),
-            raft_addr: cfg.cluster.advertise.clone().unwrap_or_else(|| raft_addr.to_string()),
-            api_addr: cfg.http.advertise.clone().unwrap_or_else(|| http_addr.to_string()),
+            raft_addr: cfg
+                .cluster
+                .advertise
+                .clone()
+                .unwrap_or_else(|| raft_addr.to_string()),
+            api_addr: cfg
+                .http
+                .advertise
+                .clone()
+                .unwrap_or_else(|| http_addr.to_string()),
         };
         let source_ip = Some(c.listen.ip()).filter(|ip| !ip.is_unspecified());
-        let cluster = Cluster::start(cfg.node.id, info, &data_dir.join("raft"), cfg.raft_settings(), raft_client, source_ip).await?;
+        let cluster = Cluster::start(
+            cfg.node.id,
+            info,
+            &data_dir.join("raft"),
+            cfg.raft_settings(),
+            raft_client,
+            source_ip,
+        )
+        .await?;
         if c.bootstrap && !cluster.is_initialized().await {
             tracing::info!("initializing a new cluster with this node as its first member");
             cluster.bootstrap().await?;
@@ -164,7 +226,12 @@ impl Node {
             idle_timeout: Duration::from_secs(3600),
             ..ListenerConfig::new("raft")
         };
-        tasks.spawn(net::serve(raft_listener, raft_cfg, Arc::new(RaftRpc(cluster.clone())), shutdown.clone()));
+        tasks.spawn(net::serve(
+            raft_listener,
+            raft_cfg,
+            Arc::new(RaftRpc(cluster.clone())),
+            shutdown.clone(),
+        ));
         let http_cfg = ListenerConfig {
             tls: TlsMode::Implicit(http_tls),
             max_connections: cfg.http.max_connections,
@@ -173,7 +240,12 @@ impl Node {
             ..ListenerConfig::new("http")
         };
         let api = Arc::new(AdminApi::new(cluster.clone(), token.clone()));
-        tasks.spawn(net::serve(http_listener, http_cfg, Arc::new(Http(api)), shutdown.clone()));
+        tasks.spawn(net::serve(
+            http_listener,
+            http_cfg,
+            Arc::new(Http(api)),
+            shutdown.clone(),
+        ));
 
         Ok(Node {
             cluster,

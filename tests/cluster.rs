@@ -19,19 +19,40 @@ async fn writes_on_any_node_are_read_on_all_and_survive_leader_loss() {
     c.form().await;
 
     // A write on each node, forwarded to the leader where needed.
-    let (s, v) = c.api(2).call("POST", "/api/domains", Some(json!({"name": "example.org"}))).await;
+    let (s, v) = c
+        .api(2)
+        .call("POST", "/api/domains", Some(json!({"name": "example.org"})))
+        .await;
     assert_eq!(s, 200, "{v}");
     for (i, who) in [(1, "a"), (2, "b"), (3, "c")] {
-        let (s, v) = c.api(i).call("POST", "/api/users", Some(user(&format!("{who}@example.org")))).await;
+        let (s, v) = c
+            .api(i)
+            .call(
+                "POST",
+                "/api/users",
+                Some(user(&format!("{who}@example.org"))),
+            )
+            .await;
         assert_eq!(s, 201, "write on node {i}: {v}");
     }
     // Linearizable reads see every write at once, on every node; local reads follow.
     for i in 1..=3 {
         for who in ["a", "b", "c"] {
-            let (s, v) = c.api(i).call("GET", &format!("/api/users/{who}@example.org?consistent=1"), None).await;
+            let (s, v) = c
+                .api(i)
+                .call(
+                    "GET",
+                    &format!("/api/users/{who}@example.org?consistent=1"),
+                    None,
+                )
+                .await;
             assert_eq!(s, 200, "node {i}, user {who}: {v}");
         }
-        c.api(i).wait_for("/api/users", Duration::from_secs(5), |s, v| s == 200 && v.as_array().is_some_and(|a| a.len() == 3)).await;
+        c.api(i)
+            .wait_for("/api/users", Duration::from_secs(5), |s, v| {
+                s == 200 && v.as_array().is_some_and(|a| a.len() == 3)
+            })
+            .await;
     }
 
     // Kill -9 the leader; a surviving node takes writes again within 2 s.
@@ -41,30 +62,51 @@ async fn writes_on_any_node_are_read_on_all_and_survive_leader_loss() {
     let survivor = if leader == 1 { 2 } else { 1 };
     loop {
         let body = json!({"address": "after@example.org", "password_hash": "{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="});
-        match c.api(survivor).try_call("POST", "/api/users", Some(body)).await {
+        match c
+            .api(survivor)
+            .try_call("POST", "/api/users", Some(body))
+            .await
+        {
             Some((201, _)) => break,
             Some((409, v)) if v["error"].as_str().is_some_and(|e| e.contains("exists")) => break,
             _ => {}
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(10), "no write succeeded within 10 s of the leader's death");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "no write succeeded within 10 s of the leader's death"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let recovery = killed_at.elapsed();
-    assert!(recovery < Duration::from_secs(2), "writes resumed only after {recovery:?}");
+    assert!(
+        recovery < Duration::from_secs(2),
+        "writes resumed only after {recovery:?}"
+    );
 
     // The killed node restarts and catches up with what it missed.
     c.node(leader).start();
     c.api(leader)
-        .wait_for("/api/users/after@example.org", Duration::from_secs(15), |s, _| s == 200)
+        .wait_for(
+            "/api/users/after@example.org",
+            Duration::from_secs(15),
+            |s, _| s == 200,
+        )
         .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_catches_up_from_a_snapshot_after_the_log_was_purged() {
-    let tuning = Tuning { snapshot_every: 20, keep_after_snapshot: 0, ..Tuning::default() };
+    let tuning = Tuning {
+        snapshot_every: 20,
+        keep_after_snapshot: 0,
+        ..Tuning::default()
+    };
     let mut c = TestCluster::new(12, 3, tuning);
     c.form().await;
-    let (s, _) = c.api(1).call("POST", "/api/domains", Some(json!({"name": "example.org"}))).await;
+    let (s, _) = c
+        .api(1)
+        .call("POST", "/api/domains", Some(json!({"name": "example.org"})))
+        .await;
     assert_eq!(s, 200);
 
     // SIGTERM drains and exits 0.
@@ -72,34 +114,74 @@ async fn a_restarted_node_catches_up_from_a_snapshot_after_the_log_was_purged() 
     assert!(status.success(), "SIGTERM exit status {status:?}");
 
     for i in 0..80 {
-        let (s, v) = c.api(1).call("POST", "/api/users", Some(user(&format!("u{i}@example.org")))).await;
+        let (s, v) = c
+            .api(1)
+            .call(
+                "POST",
+                "/api/users",
+                Some(user(&format!("u{i}@example.org"))),
+            )
+            .await;
         assert_eq!(s, 201, "{v}");
     }
     let leader = c.leader().await.unwrap();
-    let st = c.api(leader).wait_for("/api/status", Duration::from_secs(10), |_, v| v["purged"].as_u64().is_some_and(|p| p > 40)).await;
+    let st = c
+        .api(leader)
+        .wait_for("/api/status", Duration::from_secs(10), |_, v| {
+            v["purged"].as_u64().is_some_and(|p| p > 40)
+        })
+        .await;
     let purged = st["purged"].as_u64().unwrap();
 
     c.node(3).start();
-    c.api(3).wait_for("/api/users/u79@example.org", Duration::from_secs(20), |s, _| s == 200).await;
+    c.api(3)
+        .wait_for(
+            "/api/users/u79@example.org",
+            Duration::from_secs(20),
+            |s, _| s == 200,
+        )
+        .await;
     let st3 = c.api(3).call("GET", "/api/status", None).await.1;
     assert!(
-        st3["snapshot"].as_u64().is_some_and(|s| s >= purged.min(40)),
+        st3["snapshot"]
+            .as_u64()
+            .is_some_and(|s| s >= purged.min(40)),
         "node 3 should hold a snapshot installed from the leader: {st3}"
     );
-    assert_eq!(c.api(3).call("GET", "/api/users", None).await.1.as_array().unwrap().len(), 80);
+    assert_eq!(
+        c.api(3)
+            .call("GET", "/api/users", None)
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        80
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_rejoins_and_catches_up() {
     let mut c = TestCluster::new(15, 3, Tuning::default());
     c.form().await;
-    c.api(1).call("POST", "/api/domains", Some(json!({"name": "example.org"}))).await;
+    c.api(1)
+        .call("POST", "/api/domains", Some(json!({"name": "example.org"})))
+        .await;
     c.node(3).kill9();
     std::fs::remove_dir_all(c.node(3).data_dir()).unwrap();
-    let (s, v) = c.api(1).call("POST", "/api/users", Some(user("late@example.org"))).await;
+    let (s, v) = c
+        .api(1)
+        .call("POST", "/api/users", Some(user("late@example.org")))
+        .await;
     assert_eq!(s, 201, "{v}");
     c.node(3).start();
-    c.api(3).wait_for("/api/users/late@example.org", Duration::from_secs(20), |s, _| s == 200).await;
+    c.api(3)
+        .wait_for(
+            "/api/users/late@example.org",
+            Duration::from_secs(20),
+            |s, _| s == 200,
+        )
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,12 +196,16 @@ async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
         .unwrap()
         .write_bundle(&rogue, "n2")
         .unwrap();
-    let cfg = std::fs::read_to_string(&c.node(2).config).unwrap().replace(&c.pki.display().to_string(), &rogue.display().to_string());
+    let cfg = std::fs::read_to_string(&c.node(2).config)
+        .unwrap()
+        .replace(&c.pki.display().to_string(), &rogue.display().to_string());
     std::fs::write(&c.node(2).config, cfg).unwrap();
     c.node(1).start();
     c.node(2).start();
     c.api(1).wait_ready(Duration::from_secs(20)).await;
-    Api::new("127.0.13.2:8080", &rogue.join("ca.pem")).wait_for("/healthz", Duration::from_secs(20), |s, _| s == 200).await;
+    Api::new("127.0.13.2:8080", &rogue.join("ca.pem"))
+        .wait_for("/healthz", Duration::from_secs(20), |s, _| s == 200)
+        .await;
 
     let body = json!({"id": 2, "name": "n2", "raft_addr": "127.0.13.2:7400", "api_addr": "127.0.13.2:8080"});
     let started = Instant::now();
@@ -131,48 +217,105 @@ async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     assert_eq!(members.as_array().unwrap().len(), 1, "{members}");
 
     // The rogue node dialing node 1's Raft port is refused by the TLS layer.
-    let client = mailnode::tls::mtls_client_config(&c.pki.join("ca.pem"), &rogue.join("n2.pem"), &rogue.join("n2.key")).unwrap();
-    let tcp = tokio::net::TcpStream::connect("127.0.13.1:7400").await.unwrap();
+    let client = mailnode::tls::mtls_client_config(
+        &c.pki.join("ca.pem"),
+        &rogue.join("n2.pem"),
+        &rogue.join("n2.key"),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect("127.0.13.1:7400")
+        .await
+        .unwrap();
     let name = rustls_pki_types::ServerName::try_from("127.0.13.1").unwrap();
-    let refused = match tokio_rustls::TlsConnector::from(client).connect(name, tcp).await {
+    let refused = match tokio_rustls::TlsConnector::from(client)
+        .connect(name, tcp)
+        .await
+    {
         Err(_) => true,
         Ok(mut tls) => {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let _ = tls.write_all(&[0, 0, 0, 2, b'{', b'}']).await;
             let mut buf = [0u8; 16];
-            matches!(tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await, Ok(Err(_)) | Ok(Ok(0)))
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf)).await,
+                Ok(Err(_)) | Ok(Ok(0))
+            )
         }
     };
-    assert!(refused, "node 1 accepted a Raft connection with a foreign certificate");
+    assert!(
+        refused,
+        "node 1 accepted a Raft connection with a foreign certificate"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_minority_cannot_write() {
-    let mut c = TestCluster::new(14, 3, Tuning { write_timeout_ms: 2_000, ..Tuning::default() });
+    let mut c = TestCluster::new(
+        14,
+        3,
+        Tuning {
+            write_timeout_ms: 2_000,
+            ..Tuning::default()
+        },
+    );
     c.form().await;
-    c.api(1).call("POST", "/api/domains", Some(json!({"name": "example.org"}))).await;
+    c.api(1)
+        .call("POST", "/api/domains", Some(json!({"name": "example.org"})))
+        .await;
     {
         let _cut = Cut::between(&["127.0.14.3"], &["127.0.14.1", "127.0.14.2"]);
         // The minority refuses, with a clear status, within its write timeout.
         let started = Instant::now();
-        let (s, v) = c.api(3).call("POST", "/api/users", Some(user("minority@example.org"))).await;
-        assert!(s == 503 || s == 409 || s == 500, "the minority accepted a write: {s} {v}");
-        assert!(started.elapsed() < Duration::from_secs(9), "took {:?}", started.elapsed());
+        let (s, v) = c
+            .api(3)
+            .call("POST", "/api/users", Some(user("minority@example.org")))
+            .await;
+        assert!(
+            s == 503 || s == 409 || s == 500,
+            "the minority accepted a write: {s} {v}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "took {:?}",
+            started.elapsed()
+        );
         // The majority elects (or keeps) a leader and writes.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Some((201, _)) = c.api(1).try_call("POST", "/api/users", Some(user("majority@example.org"))).await {
+            if let Some((201, _)) = c
+                .api(1)
+                .try_call("POST", "/api/users", Some(user("majority@example.org")))
+                .await
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "the majority could not write");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert_eq!(c.api(3).call("GET", "/api/users/majority@example.org", None).await.0, 404);
+        assert_eq!(
+            c.api(3)
+                .call("GET", "/api/users/majority@example.org", None)
+                .await
+                .0,
+            404
+        );
     }
     // Healed: the minority catches up; its refused write never appears anywhere.
-    c.api(3).wait_for("/api/users/majority@example.org", Duration::from_secs(15), |s, _| s == 200).await;
+    c.api(3)
+        .wait_for(
+            "/api/users/majority@example.org",
+            Duration::from_secs(15),
+            |s, _| s == 200,
+        )
+        .await;
     for i in 1..=3 {
-        assert_eq!(c.api(i).call("GET", "/api/users/minority@example.org?consistent=1", None).await.0, 404);
+        assert_eq!(
+            c.api(i)
+                .call("GET", "/api/users/minority@example.org?consistent=1", None)
+                .await
+                .0,
+            404
+        );
     }
 }
 
@@ -186,7 +329,11 @@ async fn sigterm_drains_open_connections_and_exits_zero() {
     let started = Instant::now();
     let status = c.node(1).terminate(Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "drain took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "drain took {:?}",
+        started.elapsed()
+    );
     drop(tcp);
     // SIGINT behaves the same.
     c.node(1).start();

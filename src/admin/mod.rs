@@ -40,7 +40,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: impl Into<String>) -> Self {
-        ApiError { status, error: error.into(), hint: None }
+        ApiError {
+            status,
+            error: error.into(),
+            hint: None,
+        }
     }
     pub fn bad_request(error: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error)
@@ -59,7 +63,9 @@ impl From<ClusterError> for ApiError {
         let status = match &e {
             ClusterError::Refused(_) => StatusCode::CONFLICT,
             ClusterError::AlreadyInitialized => StatusCode::CONFLICT,
-            ClusterError::NoLeader(_) | ClusterError::NotInitialized => StatusCode::SERVICE_UNAVAILABLE,
+            ClusterError::NoLeader(_) | ClusterError::NotInitialized => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ClusterError::Store { .. } | ClusterError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
@@ -69,7 +75,8 @@ impl From<ClusterError> for ApiError {
 pub type ApiResult = Result<Response<Full<Bytes>>, ApiError>;
 
 pub fn json<T: Serialize>(status: StatusCode, value: &T) -> ApiResult {
-    let body = serde_json::to_vec(value).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -84,7 +91,11 @@ fn error_response(e: ApiError) -> Response<Full<Bytes>> {
         #[serde(skip_serializing_if = "Option::is_none")]
         hint: Option<&'a str>,
     }
-    let body = serde_json::to_vec(&Body { error: &e.error, hint: e.hint.as_deref() }).unwrap_or_default();
+    let body = serde_json::to_vec(&Body {
+        error: &e.error,
+        hint: e.hint.as_deref(),
+    })
+    .unwrap_or_default();
     Response::builder()
         .status(e.status)
         .header("content-type", "application/json")
@@ -93,7 +104,10 @@ fn error_response(e: ApiError) -> Response<Full<Bytes>> {
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    Response::builder().status(status).body(Full::new(Bytes::from_static(body.as_bytes()))).expect("static response parts")
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("static response parts")
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
@@ -143,7 +157,10 @@ impl AdminApi {
                 return if s.initialized && s.leader.is_some() {
                     text(StatusCode::OK, "ready\n")
                 } else {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no Raft leader known\n")
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: no Raft leader known\n",
+                    )
                 };
             }
             _ => {}
@@ -167,7 +184,12 @@ impl AdminApi {
         let query = req.uri().query().unwrap_or("").to_string();
         let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
-            Err(e) => return error_response(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("cannot read the request body: {e}"))),
+            Err(e) => {
+                return error_response(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("cannot read the request body: {e}"),
+                ))
+            }
         };
         let segments: Vec<String> = path["/api/".len()..]
             .split('/')
@@ -175,7 +197,12 @@ impl AdminApi {
             .map(percent_decode)
             .collect();
         let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let call = routes::Call { method: &method, segs: &segs, query: &query, body: &body };
+        let call = routes::Call {
+            method: &method,
+            segs: &segs,
+            query: &query,
+            body: &body,
+        };
         match routes::route(self, call).await {
             Ok(r) => r,
             Err(e) => error_response(e),
@@ -204,8 +231,12 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Reads `key` from a URL query string.
-pub fn query_param<'a>(query: &'a str, key: &str) -> Option<String> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| percent_decode(v))
+pub fn query_param(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
 }
 
 #[cfg(test)]
@@ -227,6 +258,9 @@ mod tests {
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%zz"), "%zz");
         assert_eq!(percent_decode("%41"), "A");
-        assert_eq!(query_param("domain=example.org&x=1", "domain").as_deref(), Some("example.org"));
+        assert_eq!(
+            query_param("domain=example.org&x=1", "domain").as_deref(),
+            Some("example.org")
+        );
     }
 }

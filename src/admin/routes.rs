@@ -23,14 +23,17 @@ pub struct Call<'a> {
 
 impl Call<'_> {
     fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(self.body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        serde_json::from_slice(self.body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 
 pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
     let m = call.method;
     match (call.segs.first().copied(), call.segs.len()) {
-        (Some("status"), 1) if m == Method::GET => json(StatusCode::OK, &api.cluster.status().await),
+        (Some("status"), 1) if m == Method::GET => {
+            json(StatusCode::OK, &api.cluster.status().await)
+        }
         (Some("cluster"), 2) if call.segs[1] == "bootstrap" && m == Method::POST => {
             api.cluster.bootstrap().await?;
             done()
@@ -42,7 +45,11 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (Some("lists"), _) => lists(api, call).await,
         (Some("resolve"), 2) if m == Method::GET => {
             consistent(api, &call).await?;
-            let dir = api.cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+            let dir = api
+                .cluster
+                .directory()
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             match dir.resolve(call.segs[1]) {
                 Ok(r) => json(StatusCode::OK, &r),
                 Err(e) => Err(ApiError::not_found(e.to_string())),
@@ -53,7 +60,11 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
 }
 
 fn no_route(call: &Call<'_>) -> ApiError {
-    ApiError::not_found(format!("no route {} /api/{}", call.method, call.segs.join("/")))
+    ApiError::not_found(format!(
+        "no route {} /api/{}",
+        call.method,
+        call.segs.join("/")
+    ))
 }
 
 fn done() -> ApiResult {
@@ -62,7 +73,10 @@ fn done() -> ApiResult {
 
 /// `?consistent=1` asks for a linearizable read; otherwise the local copy answers.
 async fn consistent(api: &AdminApi, call: &Call<'_>) -> Result<(), ApiError> {
-    if matches!(query_param(call.query, "consistent").as_deref(), Some("1" | "true")) {
+    if matches!(
+        query_param(call.query, "consistent").as_deref(),
+        Some("1" | "true")
+    ) {
         api.cluster.linearizable().await?;
     }
     Ok(())
@@ -86,16 +100,31 @@ async fn nodes(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::GET, 1) => json(StatusCode::OK, &api.cluster.status().await.nodes),
         (&Method::POST, 1) => {
             let n: NewNode = call.body()?;
-            if n.id == 0 || n.name.is_empty() || !n.raft_addr.contains(':') || !n.api_addr.contains(':') {
-                return Err(ApiError::bad_request("a node needs a positive id, a name, and host:port Raft and API addresses"));
+            if n.id == 0
+                || n.name.is_empty()
+                || !n.raft_addr.contains(':')
+                || !n.api_addr.contains(':')
+            {
+                return Err(ApiError::bad_request(
+                    "a node needs a positive id, a name, and host:port Raft and API addresses",
+                ));
             }
             api.cluster
-                .add_node(n.id, NodeInfo { name: n.name, raft_addr: n.raft_addr, api_addr: n.api_addr })
+                .add_node(
+                    n.id,
+                    NodeInfo {
+                        name: n.name,
+                        raft_addr: n.raft_addr,
+                        api_addr: n.api_addr,
+                    },
+                )
                 .await?;
             done()
         }
         (&Method::DELETE, 2) => {
-            let id: u64 = call.segs[1].parse().map_err(|_| ApiError::bad_request("node id must be a number"))?;
+            let id: u64 = call.segs[1]
+                .parse()
+                .map_err(|_| ApiError::bad_request("node id must be a number"))?;
             api.cluster.remove_node(id).await?;
             done()
         }
@@ -117,7 +146,11 @@ async fn domains(api: &AdminApi, call: Call<'_>) -> ApiResult {
     match (call.method, call.segs) {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
-            let dir = api.cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+            let dir = api
+                .cluster
+                .directory()
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let list: Vec<_> = dir.domains().cloned().collect();
             json(StatusCode::OK, &list)
         }
@@ -127,12 +160,25 @@ async fn domains(api: &AdminApi, call: Call<'_>) -> ApiResult {
             done()
         }
         (&Method::DELETE, [_, name]) => {
-            write(api, Command::RemoveDomain { name: name.to_string() }).await?;
+            write(
+                api,
+                Command::RemoveDomain {
+                    name: name.to_string(),
+                },
+            )
+            .await?;
             done()
         }
         (&Method::PUT, [_, name, "catch-all"]) => {
             let c: CatchAll = call.body()?;
-            write(api, Command::SetCatchAll { domain: name.to_string(), target: c.target }).await?;
+            write(
+                api,
+                Command::SetCatchAll {
+                    domain: name.to_string(),
+                    target: c.target,
+                },
+            )
+            .await?;
             done()
         }
         _ => Err(no_route(&call)),
@@ -160,7 +206,9 @@ impl<'a> From<&'a User> for UserView<'a> {
             mail_host: &u.mail_host,
             enabled: u.enabled,
             prefs: &u.prefs,
-            password_scheme: scheme_of(&u.password_hash).map(|s| format!("{s:?}")).unwrap_or_else(|_| "unknown".into()),
+            password_scheme: scheme_of(&u.password_hash)
+                .map(|s| format!("{s:?}"))
+                .unwrap_or_else(|_| "unknown".into()),
         }
     }
 }
@@ -226,13 +274,21 @@ async fn users(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
             let domain = query_param(call.query, "domain");
-            let dir = api.cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+            let dir = api
+                .cluster
+                .directory()
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let list: Vec<UserView> = dir.users(domain.as_deref()).map(UserView::from).collect();
             json(StatusCode::OK, &list)
         }
         (&Method::GET, [_, addr]) => {
             consistent(api, &call).await?;
-            let dir = api.cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+            let dir = api
+                .cluster
+                .directory()
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             match dir.user(addr) {
                 Some(u) => json(StatusCode::OK, &UserView::from(u)),
                 None => Err(ApiError::not_found(format!("no user {addr}"))),
@@ -246,7 +302,11 @@ async fn users(api: &AdminApi, call: Call<'_>) -> ApiResult {
                     scheme_of(&h).map_err(|e| ApiError::bad_request(e.to_string()))?;
                     h
                 }
-                _ => return Err(ApiError::bad_request("give exactly one of `password` and `password_hash`")),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "give exactly one of `password` and `password_hash`",
+                    ))
+                }
             };
             let mut user = User::new(n.address, password_hash);
             user.display_name = n.display_name;
@@ -261,15 +321,25 @@ async fn users(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::POST, [_, "import"]) => {
             let i: Import = call.body()?;
             // Which record each alias comes from, to report alias errors against its record.
-            let alias_owner: Vec<usize> =
-                i.records.iter().enumerate().flat_map(|(n, r)| std::iter::repeat_n(n, r.aliases.len())).collect();
+            let alias_owner: Vec<usize> = i
+                .records
+                .iter()
+                .enumerate()
+                .flat_map(|(n, r)| std::iter::repeat_n(n, r.aliases.len()))
+                .collect();
             // Plaintext passwords become argon2id hashes here, before anything is logged.
             let create = i.create_domains;
-            let cmd = tokio::task::spawn_blocking(move || import_command(i.records, create, hash_password))
-                .await
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let cmd = tokio::task::spawn_blocking(move || {
+                import_command(i.records, create, hash_password)
+            })
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             match write(api, cmd).await? {
-                Response::Applied(Outcome::Import { applied, domains_created, errors }) => {
+                Response::Applied(Outcome::Import {
+                    applied,
+                    domains_created,
+                    errors,
+                }) => {
                     let errors: Vec<_> = errors
                         .into_iter()
                         .map(|e| {
@@ -285,22 +355,40 @@ async fn users(api: &AdminApi, call: Call<'_>) -> ApiResult {
                         &serde_json::json!({"applied": applied, "domains_created": domains_created, "errors": errors}),
                     )
                 }
-                other => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected result {other:?}"))),
+                other => Err(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("unexpected result {other:?}"),
+                )),
             }
         }
         (&Method::DELETE, [_, addr]) => {
-            write(api, Command::RemoveUser { address: addr.to_string() }).await?;
+            write(
+                api,
+                Command::RemoveUser {
+                    address: addr.to_string(),
+                },
+            )
+            .await?;
             done()
         }
         (&Method::PUT, [_, addr, "password"]) => {
             let p: Password = call.body()?;
             let hash = hash(p.password).await?;
-            write(api, Command::SetPasswordHash { address: addr.to_string(), hash }).await?;
+            write(
+                api,
+                Command::SetPasswordHash {
+                    address: addr.to_string(),
+                    hash,
+                },
+            )
+            .await?;
             done()
         }
         (&Method::POST, [_, addr, "check-password"]) => {
             let p: Password = call.body()?;
-            let ok = auth::authenticate(&api.cluster, addr, &p.password).await.is_ok();
+            let ok = auth::authenticate(&api.cluster, addr, &p.password)
+                .await
+                .is_ok();
             json(StatusCode::OK, &serde_json::json!({"ok": ok}))
         }
         (&Method::PATCH, [_, addr]) => {
@@ -343,17 +431,34 @@ async fn aliases(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
             let domain = query_param(call.query, "domain");
-            let dir = api.cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+            let dir = api
+                .cluster
+                .directory()
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let list: Vec<_> = dir.aliases(domain.as_deref()).cloned().collect();
             json(StatusCode::OK, &list)
         }
         (&Method::POST, [_]) => {
             let t: Targets = call.body()?;
-            write(api, Command::AddAlias { address: t.address, targets: t.targets }).await?;
+            write(
+                api,
+                Command::AddAlias {
+                    address: t.address,
+                    targets: t.targets,
+                },
+            )
+            .await?;
             json(StatusCode::CREATED, &serde_json::json!({"ok": true}))
         }
         (&Method::DELETE, [_, addr]) => {
-            write(api, Command::RemoveAlias { address: addr.to_string() }).await?;
+            write(
+                api,
+                Command::RemoveAlias {
+                    address: addr.to_string(),
+                },
+            )
+            .await?;
             done()
         }
         _ => Err(no_route(&call)),
@@ -365,13 +470,21 @@ async fn lists(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
             let domain = query_param(call.query, "domain");
-            let dir = api.cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+            let dir = api
+                .cluster
+                .directory()
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             let list: Vec<_> = dir.lists(domain.as_deref()).cloned().collect();
             json(StatusCode::OK, &list)
         }
         (&Method::GET, [_, addr]) => {
             consistent(api, &call).await?;
-            let dir = api.cluster.directory().read().unwrap_or_else(|p| p.into_inner());
+            let dir = api
+                .cluster
+                .directory()
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
             match dir.list(addr) {
                 Some(l) => json(StatusCode::OK, l),
                 None => Err(ApiError::not_found(format!("no list {addr}"))),
@@ -379,21 +492,48 @@ async fn lists(api: &AdminApi, call: Call<'_>) -> ApiResult {
         }
         (&Method::POST, [_]) => {
             let t: Targets = call.body()?;
-            write(api, Command::AddList { address: t.address, members: t.targets }).await?;
+            write(
+                api,
+                Command::AddList {
+                    address: t.address,
+                    members: t.targets,
+                },
+            )
+            .await?;
             json(StatusCode::CREATED, &serde_json::json!({"ok": true}))
         }
         (&Method::DELETE, [_, addr]) => {
-            write(api, Command::RemoveList { address: addr.to_string() }).await?;
+            write(
+                api,
+                Command::RemoveList {
+                    address: addr.to_string(),
+                },
+            )
+            .await?;
             done()
         }
         (&Method::POST, [_, addr, "members"]) => {
             let m: Members = call.body()?;
-            write(api, Command::ListAddMembers { address: addr.to_string(), members: m.members }).await?;
+            write(
+                api,
+                Command::ListAddMembers {
+                    address: addr.to_string(),
+                    members: m.members,
+                },
+            )
+            .await?;
             done()
         }
         (&Method::DELETE, [_, addr, "members"]) => {
             let m: Members = call.body()?;
-            write(api, Command::ListRemoveMembers { address: addr.to_string(), members: m.members }).await?;
+            write(
+                api,
+                Command::ListRemoveMembers {
+                    address: addr.to_string(),
+                    members: m.members,
+                },
+            )
+            .await?;
             done()
         }
         _ => Err(no_route(&call)),

@@ -28,9 +28,12 @@ struct Args {
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.unwrap_or("info,openraft=warn,sled=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(level.unwrap_or("info,openraft=warn,sled=warn"))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -43,11 +46,16 @@ fn main() -> ExitCode {
         let dir = if args.dev_dir.is_absolute() {
             args.dev_dir.clone()
         } else {
-            std::env::current_dir().map(|d| d.join(&args.dev_dir)).unwrap_or(args.dev_dir.clone())
+            std::env::current_dir()
+                .map(|d| d.join(&args.dev_dir))
+                .unwrap_or(args.dev_dir.clone())
         };
         Config::dev(&dir)
     } else {
-        let path = args.config.as_deref().expect("clap requires --config without --dev");
+        let path = args
+            .config
+            .as_deref()
+            .expect("clap requires --config without --dev");
         match Config::load(path) {
             Ok(c) => c,
             Err(e) => {
@@ -61,7 +69,10 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_logging(cfg.log.format, cfg.log.level.as_deref());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mailnode: cannot start the runtime: {e}");
@@ -94,10 +105,24 @@ async fn run(cfg: Config, dev: bool) -> ExitCode {
 }
 
 fn print_dev_endpoints(node: &Node, data_dir: &std::path::Path) {
-    println!("mailnode dev node is running (data in {})", data_dir.display());
-    println!("  admin API   https://{}/api/   (CA: {})", node.http_addr, node.ca_file.display());
-    println!("  health      https://{}/healthz  https://{}/readyz", node.http_addr, node.http_addr);
+    println!(
+        "mailnode dev node is running (data in {})",
+        data_dir.display()
+    );
+    println!(
+        "  admin API   https://{}/api/   (CA: {})",
+        node.http_addr,
+        node.ca_file.display()
+    );
+    println!(
+        "  health      https://{}/healthz  https://{}/readyz",
+        node.http_addr, node.http_addr
+    );
     println!("  raft RPC    {} (mutual TLS)", node.raft_addr);
-    println!("  admin token {}  (in {})", node.token, data_dir.join("admin.token").display());
+    println!(
+        "  admin token {}  (in {})",
+        node.token,
+        data_dir.join("admin.token").display()
+    );
     println!("try: mailctl status   (from the folder that holds dev-data)");
 }

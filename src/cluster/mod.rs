@@ -28,8 +28,8 @@ pub use rpc::Dialer;
 use rpc::{Forward, ForwardError, ForwardReply, PeerClient, RpcRequest, RpcResponse};
 pub use store::SharedDirectory;
 use store::{LogStore, StateMachine};
-pub use types::{NodeInfo, Request, Response};
 use types::Raft;
+pub use types::{NodeInfo, Request, Response};
 
 use crate::directory::Command;
 
@@ -137,7 +137,10 @@ impl Cluster {
         tls: Arc<rustls::ClientConfig>,
         source_ip: Option<IpAddr>,
     ) -> Result<Cluster, ClusterError> {
-        let store_err = |reason: String| ClusterError::Store { path: dir.display().to_string(), reason };
+        let store_err = |reason: String| ClusterError::Store {
+            path: dir.display().to_string(),
+            reason,
+        };
         let db = store::open_db(dir).map_err(|e| store_err(e.to_string()))?;
         let log = LogStore::new(&db).map_err(|e| store_err(e.to_string()))?;
         let sm = StateMachine::open(&db).map_err(|e| store_err(e.to_string()))?;
@@ -151,9 +154,19 @@ impl Cluster {
             max_in_snapshot_log_to_keep: settings.keep_after_snapshot,
             ..Default::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| ClusterError::Raft(e.to_string()))?);
-        let dialer = Dialer { tls, source_ip, connect_timeout: Duration::from_secs(2) };
-        let network = rpc::Network { dialer: dialer.clone() };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| ClusterError::Raft(e.to_string()))?,
+        );
+        let dialer = Dialer {
+            tls,
+            source_ip,
+            connect_timeout: Duration::from_secs(2),
+        };
+        let network = rpc::Network {
+            dialer: dialer.clone(),
+        };
         let raft = Raft::new(id, config, network, log.clone(), sm)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
@@ -202,7 +215,10 @@ impl Cluster {
 
     /// Applies a directory command through the Raft log (on the leader, wherever it is).
     pub async fn write(&self, cmd: Command) -> Result<Response, ClusterError> {
-        match self.on_leader(Forward::Write(Request::Directory(cmd))).await? {
+        match self
+            .on_leader(Forward::Write(Request::Directory(cmd)))
+            .await?
+        {
             ForwardReply::Written(Response::Refused(reason)) => Err(ClusterError::Refused(reason)),
             ForwardReply::Written(r) => Ok(r),
             other => Err(ClusterError::Raft(format!("unexpected reply {other:?}"))),
@@ -227,7 +243,9 @@ impl Cluster {
 
     /// Adds a node: as a learner first (it catches up from the log or a snapshot), then as a voter.
     pub async fn add_node(&self, id: u64, node: NodeInfo) -> Result<(), ClusterError> {
-        self.on_leader(Forward::AddNode { id, node }).await.map(|_| ())
+        self.on_leader(Forward::AddNode { id, node })
+            .await
+            .map(|_| ())
     }
 
     /// Removes a node from the membership.
@@ -239,11 +257,16 @@ impl Cluster {
     pub async fn status(&self) -> Status {
         let m = self.inner.raft.metrics().borrow().clone();
         let committed = self.inner.log.committed_index();
-        let progress: HashMap<u64, Option<u64>> = match self.on_leader_once(Forward::Progress).await {
+        let progress: HashMap<u64, Option<u64>> = match self.on_leader_once(Forward::Progress).await
+        {
             Ok(ForwardReply::Progress(p)) => p.into_iter().collect(),
             _ => HashMap::new(),
         };
-        let leader_last = if m.state == ServerState::Leader { m.last_log_index } else { None };
+        let leader_last = if m.state == ServerState::Leader {
+            m.last_log_index
+        } else {
+            None
+        };
         let leader_last = leader_last.or_else(|| progress.values().flatten().max().copied());
         let nodes = store::members(&m.membership_config)
             .into_iter()
@@ -274,13 +297,21 @@ impl Cluster {
             applied: m.last_applied.map(|l| l.index),
             snapshot: m.snapshot.map(|l| l.index),
             purged: m.purged.map(|l| l.index),
-            initialized: m.membership_config.membership().voter_ids().next().is_some(),
+            initialized: m
+                .membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_some(),
             nodes,
         }
     }
 
     /// Serves one Raft RPC connection (already authenticated by mutual TLS) until it closes.
-    pub async fn serve_rpc_conn<S: AsyncRead + AsyncWrite + Unpin>(&self, mut stream: S) -> std::io::Result<()> {
+    pub async fn serve_rpc_conn<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+    ) -> std::io::Result<()> {
         while let Some(req) = rpc::read_frame::<_, RpcRequest>(&mut stream).await? {
             let resp = self.handle_rpc(req).await;
             rpc::write_frame(&mut stream, &resp).await?;
@@ -296,9 +327,13 @@ impl Cluster {
     async fn handle_rpc(&self, req: RpcRequest) -> RpcResponse {
         let raft = &self.inner.raft;
         match req {
-            RpcRequest::AppendEntries(r) => RpcResponse::AppendEntries(raft.append_entries(r).await),
+            RpcRequest::AppendEntries(r) => {
+                RpcResponse::AppendEntries(raft.append_entries(r).await)
+            }
             RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await),
-            RpcRequest::InstallSnapshot(r) => RpcResponse::InstallSnapshot(raft.install_snapshot(r).await),
+            RpcRequest::InstallSnapshot(r) => {
+                RpcResponse::InstallSnapshot(raft.install_snapshot(r).await)
+            }
             RpcRequest::Forward(f) => RpcResponse::Forward(self.execute_as_leader(f).await),
         }
     }
@@ -306,7 +341,8 @@ impl Cluster {
     /// Runs a request on this node, which must be the leader.
     async fn execute_as_leader(&self, f: Forward) -> Result<ForwardReply, ForwardError> {
         let raft = &self.inner.raft;
-        let not_leader = |e: &ClientWriteError<u64, NodeInfo>| matches!(e, ClientWriteError::ForwardToLeader(_));
+        let not_leader =
+            |e: &ClientWriteError<u64, NodeInfo>| matches!(e, ClientWriteError::ForwardToLeader(_));
         match f {
             Forward::Write(req) => {
                 let timeout = self.inner.settings.write_timeout;
@@ -321,17 +357,19 @@ impl Cluster {
             }
             Forward::ReadIndex => match raft.ensure_linearizable().await {
                 Ok(log_id) => Ok(ForwardReply::ReadIndex(log_id.map(|l| l.index))),
-                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(_))) => {
-                    Err(ForwardError::NotLeader(self.inner.id))
-                }
+                Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                    _,
+                ))) => Err(ForwardError::NotLeader(self.inner.id)),
                 Err(e) => Err(ForwardError::Failed(e.to_string())),
             },
             Forward::Progress => {
                 let m = raft.metrics().borrow().clone();
                 match m.replication {
-                    Some(r) if m.state == ServerState::Leader => {
-                        Ok(ForwardReply::Progress(r.into_iter().map(|(id, l)| (id, l.map(|l| l.index))).collect()))
-                    }
+                    Some(r) if m.state == ServerState::Leader => Ok(ForwardReply::Progress(
+                        r.into_iter()
+                            .map(|(id, l)| (id, l.map(|l| l.index)))
+                            .collect(),
+                    )),
                     _ => Err(ForwardError::NotLeader(self.inner.id)),
                 }
             }
@@ -340,7 +378,11 @@ impl Cluster {
         }
     }
 
-    async fn add_node_as_leader(&self, id: u64, node: NodeInfo) -> Result<ForwardReply, ForwardError> {
+    async fn add_node_as_leader(
+        &self,
+        id: u64,
+        node: NodeInfo,
+    ) -> Result<ForwardReply, ForwardError> {
         let raft = &self.inner.raft;
         let m = raft.metrics().borrow().clone();
         if m.state != ServerState::Leader {
@@ -372,7 +414,9 @@ impl Cluster {
             )));
         }
         let map_err = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ForwardError::NotLeader(self.inner.id),
+            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                ForwardError::NotLeader(self.inner.id)
+            }
             e => ForwardError::Failed(e.to_string()),
         };
         // Blocking: returns once the learner has caught up, so promoting it cannot stall commits.
@@ -399,21 +443,29 @@ impl Cluster {
         }
         let membership = m.membership_config.membership();
         if !membership.nodes().any(|(n, _)| *n == id) {
-            return Err(ForwardError::Failed(format!("node {id} is not a member: see `mailctl node list`")));
+            return Err(ForwardError::Failed(format!(
+                "node {id} is not a member: see `mailctl node list`"
+            )));
         }
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         if voters.len() == 1 && voters.contains(&id) {
-            return Err(ForwardError::Failed("refusing to remove the last voter: the cluster would stop".into()));
+            return Err(ForwardError::Failed(
+                "refusing to remove the last voter: the cluster would stop".into(),
+            ));
         }
         let change = if voters.contains(&id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        raft.change_membership(change, false).await.map_err(|e| match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => ForwardError::NotLeader(self.inner.id),
-            e => ForwardError::Failed(e.to_string()),
-        })?;
+        raft.change_membership(change, false)
+            .await
+            .map_err(|e| match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                    ForwardError::NotLeader(self.inner.id)
+                }
+                e => ForwardError::Failed(e.to_string()),
+            })?;
         Ok(ForwardReply::Done)
     }
 
@@ -423,7 +475,8 @@ impl Cluster {
         // Forward is not Clone (it may carry a large import); serialise once to retry cheaply.
         let encoded = serde_json::to_vec(&f).map_err(|e| ClusterError::Raft(e.to_string()))?;
         loop {
-            let f: Forward = serde_json::from_slice(&encoded).map_err(|e| ClusterError::Raft(e.to_string()))?;
+            let f: Forward =
+                serde_json::from_slice(&encoded).map_err(|e| ClusterError::Raft(e.to_string()))?;
             match self.try_on_leader(f).await {
                 Ok(r) => return Ok(r),
                 Err(Attempt::Final(e)) => return Err(e),
@@ -449,7 +502,12 @@ impl Cluster {
     }
 
     async fn try_on_leader(&self, f: Forward) -> Result<ForwardReply, Attempt> {
-        let leader = self.inner.raft.current_leader().await.ok_or(Attempt::Retry)?;
+        let leader = self
+            .inner
+            .raft
+            .current_leader()
+            .await
+            .ok_or(Attempt::Retry)?;
         if leader == self.inner.id {
             return self.execute_as_leader(f).await.map_err(Attempt::from);
         }
@@ -461,10 +519,18 @@ impl Cluster {
         let client = {
             let mut map = self.inner.forwarders.lock().await;
             let entry = map.entry(leader).or_insert_with(|| {
-                Arc::new(Mutex::new(PeerClient::new(leader, addr.clone(), self.inner.dialer.clone())))
+                Arc::new(Mutex::new(PeerClient::new(
+                    leader,
+                    addr.clone(),
+                    self.inner.dialer.clone(),
+                )))
             });
             if entry.lock().await.addr != addr {
-                *entry = Arc::new(Mutex::new(PeerClient::new(leader, addr, self.inner.dialer.clone())));
+                *entry = Arc::new(Mutex::new(PeerClient::new(
+                    leader,
+                    addr,
+                    self.inner.dialer.clone(),
+                )));
             }
             entry.clone()
         };

@@ -10,7 +10,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -33,8 +35,13 @@ pub enum Forward {
     Write(Request),
     /// Returns the leader's read index for a linearizable read.
     ReadIndex,
-    AddNode { id: u64, node: NodeInfo },
-    RemoveNode { id: u64 },
+    AddNode {
+        id: u64,
+        node: NodeInfo,
+    },
+    RemoveNode {
+        id: u64,
+    },
     /// Replication progress as the leader sees it.
     Progress,
 }
@@ -74,10 +81,16 @@ pub enum ForwardError {
     Failed(String),
 }
 
-pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T) -> std::io::Result<()> {
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
     if body.len() > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "frame too large",
+        ));
     }
     let mut buf = Vec::with_capacity(body.len() + 4);
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -87,7 +100,9 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, msg: &T
 }
 
 /// Reads one frame; `Ok(None)` on a clean end of stream between frames.
-pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(r: &mut R) -> std::io::Result<Option<T>> {
+pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> std::io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -96,11 +111,16 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(r: &
     }
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("frame of {len} bytes is over the limit")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes is over the limit"),
+        ));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    serde_json::from_slice(&body).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// How this node dials its peers.
@@ -115,15 +135,28 @@ pub struct Dialer {
 
 impl Dialer {
     pub async fn connect(&self, addr: &str) -> std::io::Result<TlsStream<tokio::net::TcpStream>> {
-        let (host, _) = addr
-            .rsplit_once(':')
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("address {addr} has no port")))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let sock_addr: SocketAddr = tokio::net::lookup_host(addr)
-            .await?
-            .next()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{addr} does not resolve")))?;
-        let socket = if sock_addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let (host, _) = addr.rsplit_once(':').ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("address {addr} has no port"),
+            )
+        })?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let sock_addr: SocketAddr =
+            tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{addr} does not resolve"),
+                )
+            })?;
+        let socket = if sock_addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         if let Some(ip) = self.source_ip {
             if ip.is_ipv4() == sock_addr.is_ipv4() {
                 socket.bind(SocketAddr::new(ip, 0))?;
@@ -134,11 +167,18 @@ impl Dialer {
             tcp.set_nodelay(true)?;
             let name = rustls_pki_types::ServerName::try_from(host)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-            TlsConnector::from(self.tls.clone()).connect(name, tcp).await
+            TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
         };
         tokio::time::timeout(self.connect_timeout, fut)
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {addr} timed out")))?
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {addr} timed out"),
+                )
+            })?
     }
 }
 
@@ -152,26 +192,47 @@ pub struct PeerClient {
 
 impl PeerClient {
     pub fn new(target: u64, addr: String, dialer: Dialer) -> Self {
-        PeerClient { target, addr, dialer, conn: None }
+        PeerClient {
+            target,
+            addr,
+            dialer,
+            conn: None,
+        }
     }
 
     /// Sends one request and waits for its answer. Connection errors are `Unreachable`
     /// (openraft backs off); errors on an established connection are `Network`.
-    pub async fn call(&mut self, req: &RpcRequest, ttl: Duration) -> Result<RpcResponse, CallError> {
+    pub async fn call(
+        &mut self,
+        req: &RpcRequest,
+        ttl: Duration,
+    ) -> Result<RpcResponse, CallError> {
         let fresh = self.conn.is_none();
         if fresh {
-            let conn = self.dialer.connect(&self.addr).await.map_err(CallError::Unreachable)?;
+            let conn = self
+                .dialer
+                .connect(&self.addr)
+                .await
+                .map_err(CallError::Unreachable)?;
             self.conn = Some(conn);
         }
         let conn = self.conn.as_mut().expect("connection set above");
         let result = tokio::time::timeout(ttl, async {
             write_frame(conn, req).await?;
             read_frame::<_, RpcResponse>(conn).await?.ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed the connection")
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "peer closed the connection",
+                )
             })
         })
         .await
-        .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out")));
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request timed out",
+            ))
+        });
         match result {
             Ok(resp) => Ok(resp),
             Err(e) => {
@@ -232,7 +293,10 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64>>> {
-        match self.call(&RpcRequest::AppendEntries(rpc), option.hard_ttl()).await? {
+        match self
+            .call(&RpcRequest::AppendEntries(rpc), option.hard_ttl())
+            .await?
+        {
             RpcResponse::AppendEntries(r) => r.map_err(|e| RemoteError::new(self.target, e).into()),
             _ => Err(unexpected("append_entries")),
         }
@@ -242,9 +306,17 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         &mut self,
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<InstallSnapshotResponse<u64>, RPCError<u64, NodeInfo, RaftError<u64, InstallSnapshotError>>> {
-        match self.call(&RpcRequest::InstallSnapshot(rpc), option.hard_ttl()).await? {
-            RpcResponse::InstallSnapshot(r) => r.map_err(|e| RemoteError::new(self.target, e).into()),
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, NodeInfo, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self
+            .call(&RpcRequest::InstallSnapshot(rpc), option.hard_ttl())
+            .await?
+        {
+            RpcResponse::InstallSnapshot(r) => {
+                r.map_err(|e| RemoteError::new(self.target, e).into())
+            }
             _ => Err(unexpected("install_snapshot")),
         }
     }

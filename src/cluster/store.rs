@@ -12,6 +12,9 @@
 //! it is done. Never does this module decide anything about the protocol; it only stores what
 //! openraft hands it.
 
+// openraft's trait signatures fix the error type; helpers return the same one.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
@@ -40,7 +43,11 @@ const SNAPSHOT: &[u8] = b"snapshot";
 const APPLIED: &str = "_applied";
 const MEMBERSHIP: &str = "_membership";
 
-fn sio(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+fn sio(
+    subject: ErrorSubject<u64>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::new(&e)).into()
 }
 
@@ -52,7 +59,10 @@ fn write_err(e: impl std::error::Error + 'static) -> StorageError {
     sio(ErrorSubject::Store, ErrorVerb::Write, e)
 }
 
-fn get_json<T: for<'de> Deserialize<'de>>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StorageError> {
+fn get_json<T: for<'de> Deserialize<'de>>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<T>, StorageError> {
     match tree.get(key).map_err(read_err)? {
         Some(bytes) => Ok(Some(serde_json::from_slice(&bytes).map_err(read_err)?)),
         None => Ok(None),
@@ -65,7 +75,10 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
 
 /// Opens (or creates) the node's Raft database.
 pub fn open_db(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
-    sled::Config::new().path(path).mode(sled::Mode::HighThroughput).open()
+    sled::Config::new()
+        .path(path)
+        .mode(sled::Mode::HighThroughput)
+        .open()
 }
 
 /// The Raft log and vote.
@@ -78,7 +91,11 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(LogStore { db: db.clone(), log: db.open_tree("log")?, meta: db.open_tree("meta")? })
+        Ok(LogStore {
+            db: db.clone(),
+            log: db.open_tree("log")?,
+            meta: db.open_tree("meta")?,
+        })
     }
 
     async fn flush(&self) -> Result<(), StorageError> {
@@ -87,7 +104,11 @@ impl LogStore {
 
     /// The committed index as last recorded (for status displays).
     pub fn committed_index(&self) -> Option<u64> {
-        get_json::<Option<LogId>>(&self.meta, COMMITTED).ok().flatten().flatten().map(|l| l.index)
+        get_json::<Option<LogId>>(&self.meta, COMMITTED)
+            .ok()
+            .flatten()
+            .flatten()
+            .map(|l| l.index)
     }
 
     fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
@@ -109,7 +130,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         for kv in self.log.range(start.to_be_bytes()..) {
             let (k, v) = kv.map_err(read_err)?;
             let idx = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
-                read_err(std::io::Error::new(std::io::ErrorKind::InvalidData, "bad log key"))
+                read_err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "bad log key",
+                ))
             })?);
             if !range.contains(&idx) {
                 break;
@@ -126,10 +150,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id = self.last_purged()?;
         let last = match self.log.last().map_err(read_err)? {
-            Some((_, v)) => Some(serde_json::from_slice::<Entry>(&v).map_err(read_err)?.log_id),
+            Some((_, v)) => Some(
+                serde_json::from_slice::<Entry>(&v)
+                    .map_err(read_err)?
+                    .log_id,
+            ),
             None => None,
         };
-        Ok(LogState { last_purged_log_id, last_log_id: last.or(last_purged_log_id) })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last.or(last_purged_log_id),
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -137,7 +168,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.meta.insert(VOTE, to_json(vote)?).map_err(|e| sio(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        self.meta
+            .insert(VOTE, to_json(vote)?)
+            .map_err(|e| sio(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         self.flush().await
     }
 
@@ -147,7 +180,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not flushed: losing it only means replaying a little more on restart.
-        self.meta.insert(COMMITTED, to_json(&committed)?).map_err(write_err)?;
+        self.meta
+            .insert(COMMITTED, to_json(&committed)?)
+            .map_err(write_err)?;
         Ok(())
     }
 
@@ -155,7 +190,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(get_json::<Option<LogId>>(&self.meta, COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
@@ -164,8 +203,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.insert(&entry.log_id.index.to_be_bytes(), to_json(&entry)?);
         }
-        self.log.apply_batch(batch).map_err(|e| sio(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        let flushed = self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| sio(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let flushed = self
+            .db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(std::io::Error::other);
         callback.log_io_completed(flushed);
         Ok(())
     }
@@ -182,7 +228,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first: a crash between the two leaves extra entries, never a
         // gap that get_log_state would not report.
-        self.meta.insert(PURGED, to_json(&log_id)?).map_err(write_err)?;
+        self.meta
+            .insert(PURGED, to_json(&log_id)?)
+            .map_err(write_err)?;
         self.flush().await?;
         let mut batch = sled::Batch::default();
         for k in self.log.range(..=log_id.index.to_be_bytes()).keys() {
@@ -233,7 +281,12 @@ impl StateMachine {
         }
         let directory = Directory::from_records(records.into_iter())
             .map_err(|e| sio(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
-        Ok(StateMachine { sm, meta, db: db.clone(), directory: Arc::new(RwLock::new(directory)) })
+        Ok(StateMachine {
+            sm,
+            meta,
+            db: db.clone(),
+            directory: Arc::new(RwLock::new(directory)),
+        })
     }
 
     /// The in-memory directory, for local reads.
@@ -255,7 +308,11 @@ impl StateMachine {
             .records()
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
-        Ok(SnapshotImage { last_applied, membership, records })
+        Ok(SnapshotImage {
+            last_applied,
+            membership,
+            records,
+        })
     }
 }
 
@@ -272,10 +329,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: image.membership,
             snapshot_id,
         };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
-        self.meta.insert(SNAPSHOT, to_json(&stored)?).map_err(write_err)?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
+        self.meta
+            .insert(SNAPSHOT, to_json(&stored)?)
+            .map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -326,7 +391,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if let Some(m) = membership {
             batch.insert(MEMBERSHIP.as_bytes(), to_json(&m)?);
         }
-        self.sm.apply_batch(batch).map_err(|e| sio(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        self.sm
+            .apply_batch(batch)
+            .map_err(|e| sio(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
         Ok(responses)
     }
 
@@ -344,12 +411,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
-        let image: SnapshotImage = serde_json::from_slice(&data)
-            .map_err(|e| sio(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
-        let records: Vec<(String, Vec<u8>)> =
-            image.records.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-        let new_dir = Directory::from_records(records.clone().into_iter())
-            .map_err(|e| sio(ErrorSubject::Snapshot(Some(meta.signature())), ErrorVerb::Read, e))?;
+        let image: SnapshotImage = serde_json::from_slice(&data).map_err(|e| {
+            sio(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
+        let records: Vec<(String, Vec<u8>)> = image
+            .records
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect();
+        let new_dir = Directory::from_records(records.clone().into_iter()).map_err(|e| {
+            sio(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
 
         let mut batch = sled::Batch::default();
         for k in self.sm.iter().keys() {
@@ -361,18 +441,25 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.insert(APPLIED.as_bytes(), to_json(&meta.last_log_id)?);
         batch.insert(MEMBERSHIP.as_bytes(), to_json(&meta.last_membership)?);
         self.sm.apply_batch(batch).map_err(write_err)?;
-        let stored = StoredSnapshot { meta: meta.clone(), data };
-        self.meta.insert(SNAPSHOT, to_json(&stored)?).map_err(write_err)?;
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
+        self.meta
+            .insert(SNAPSHOT, to_json(&stored)?)
+            .map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = new_dir;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(get_json::<StoredSnapshot>(&self.meta, SNAPSHOT)?.map(|s| Snapshot {
-            meta: s.meta,
-            snapshot: Box::new(Cursor::new(s.data)),
-        }))
+        Ok(
+            get_json::<StoredSnapshot>(&self.meta, SNAPSHOT)?.map(|s| Snapshot {
+                meta: s.meta,
+                snapshot: Box::new(Cursor::new(s.data)),
+            }),
+        )
     }
 }
 

@@ -23,7 +23,11 @@ pub struct NodeInfo {
 
 impl fmt::Display for NodeInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (raft {}, api {})", self.name, self.raft_addr, self.api_addr)
+        write!(
+            f,
+            "{} (raft {}, api {})",
+            self.name, self.raft_addr, self.api_addr
+        )
     }
 }
 
@@ -44,7 +48,10 @@ impl fmt::Display for Request {
 
 fn command_name(cmd: &Command) -> String {
     let s = format!("{cmd:?}");
-    s.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("").to_string()
+    s.split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The result of applying one log entry, returned to the writer.

@@ -37,7 +37,11 @@ impl NodeProc {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} already running", self.id);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mailnode"))
             .arg("--config")
             .arg(&self.config)
@@ -73,7 +77,10 @@ impl NodeProc {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
-                panic!("node {} did not exit within {within:?} after SIGTERM", self.id);
+                panic!(
+                    "node {} did not exit within {within:?} after SIGTERM",
+                    self.id
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -87,7 +94,10 @@ impl NodeProc {
 impl Drop for NodeProc {
     fn drop(&mut self) {
         if let Some(c) = self.child.as_mut() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGCONT);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGCONT,
+            );
         }
         self.kill9();
     }
@@ -103,7 +113,11 @@ pub struct Tuning {
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { snapshot_every: 10_000, keep_after_snapshot: 1_000, write_timeout_ms: 3_000 }
+        Tuning {
+            snapshot_every: 10_000,
+            keep_after_snapshot: 1_000,
+            write_timeout_ms: 3_000,
+        }
     }
 }
 
@@ -115,7 +129,15 @@ pub struct TestCluster {
     pub tuning: Tuning,
 }
 
-pub fn write_config(path: &Path, id: u64, ip: &str, data: &Path, pki: &Path, token: &Path, bootstrap: bool, t: &Tuning) {
+/// Where a node's configuration points.
+pub struct Files<'a> {
+    pub data: &'a Path,
+    pub pki: &'a Path,
+    pub token: &'a Path,
+}
+
+pub fn write_config(path: &Path, id: u64, ip: &str, files: &Files, bootstrap: bool, t: &Tuning) {
+    let (data, pki, token) = (files.data, files.pki, files.token);
     let cfg = format!(
         r#"[node]
 id = {id}
@@ -162,17 +184,40 @@ impl TestCluster {
         let mut nodes = Vec::new();
         for id in 1..=n {
             let ip = format!("127.0.{net}.{id}");
-            mailnode::tls::issue_node_cert(&ca.cert_pem, &ca.key_pem, &format!("n{id}"), &[ip.clone()])
-                .unwrap()
-                .write_bundle(&pki, &format!("n{id}"))
-                .unwrap();
+            mailnode::tls::issue_node_cert(
+                &ca.cert_pem,
+                &ca.key_pem,
+                &format!("n{id}"),
+                std::slice::from_ref(&ip),
+            )
+            .unwrap()
+            .write_bundle(&pki, &format!("n{id}"))
+            .unwrap();
             let dir = tmp.path().join(format!("n{id}"));
             std::fs::create_dir_all(&dir).unwrap();
             let config = dir.join("mailnode.toml");
-            write_config(&config, id, &ip, &dir.join("data"), &pki, &token, id == 1, &tuning);
-            nodes.push(NodeProc { id, ip, dir, config, child: None });
+            let data = dir.join("data");
+            let files = Files {
+                data: &data,
+                pki: &pki,
+                token: &token,
+            };
+            write_config(&config, id, &ip, &files, id == 1, &tuning);
+            nodes.push(NodeProc {
+                id,
+                ip,
+                dir,
+                config,
+                child: None,
+            });
         }
-        TestCluster { tmp, net, nodes, pki, tuning }
+        TestCluster {
+            tmp,
+            net,
+            nodes,
+            pki,
+            tuning,
+        }
     }
 
     pub fn node(&mut self, id: u64) -> &mut NodeProc {
@@ -180,7 +225,10 @@ impl TestCluster {
     }
 
     pub fn api(&self, id: u64) -> Api {
-        Api::new(&self.nodes[(id - 1) as usize].api_addr(), &self.pki.join("ca.pem"))
+        Api::new(
+            &self.nodes[(id - 1) as usize].api_addr(),
+            &self.pki.join("ca.pem"),
+        )
     }
 
     /// Starts every node and joins nodes 2..=n through node 1.
@@ -224,7 +272,11 @@ pub struct Api {
 
 impl Api {
     pub fn new(addr: &str, ca: &Path) -> Api {
-        Api { addr: addr.to_string(), tls: mailnode::tls::client_config_trusting(ca).unwrap(), token: TOKEN.to_string() }
+        Api {
+            addr: addr.to_string(),
+            tls: mailnode::tls::client_config_trusting(ca).unwrap(),
+            token: TOKEN.to_string(),
+        }
     }
 
     pub fn with_token(mut self, token: &str) -> Api {
@@ -233,13 +285,24 @@ impl Api {
     }
 
     /// One request; `None` when the node cannot be reached (or does not answer within 10 s).
-    pub async fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+    pub async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Option<(u16, Value)> {
         let fut = async {
             let tcp = TcpStream::connect(&self.addr).await.ok()?;
             let host = self.addr.rsplit_once(':').unwrap().0.to_string();
             let name = rustls_pki_types::ServerName::try_from(host).ok()?;
-            let tls = tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp).await.ok()?;
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await.ok()?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, tcp)
+                .await
+                .ok()?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                    .await
+                    .ok()?;
             tokio::spawn(conn);
             let body = body.map(|b| b.to_string()).unwrap_or_default();
             let req = hyper::Request::builder()
@@ -253,14 +316,20 @@ impl Api {
             let resp = sender.send_request(req).await.ok()?;
             let status = resp.status().as_u16();
             let bytes = resp.into_body().collect().await.ok()?.to_bytes();
-            let v = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+            let v = serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
             Some((status, v))
         };
-        tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+        tokio::time::timeout(Duration::from_secs(10), fut)
+            .await
+            .ok()
+            .flatten()
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.try_call(method, path, body).await.unwrap_or_else(|| panic!("{} unreachable for {method} {path}", self.addr))
+        self.try_call(method, path, body)
+            .await
+            .unwrap_or_else(|| panic!("{} unreachable for {method} {path}", self.addr))
     }
 
     /// Waits until the node answers /readyz with 200.
@@ -270,13 +339,22 @@ impl Api {
             if let Some((200, _)) = self.try_call("GET", "/readyz", None).await {
                 return;
             }
-            assert!(Instant::now() < deadline, "{} not ready within {within:?}", self.addr);
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready within {within:?}",
+                self.addr
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Polls `path` until `pred` holds.
-    pub async fn wait_for(&self, path: &str, within: Duration, pred: impl Fn(u16, &Value) -> bool) -> Value {
+    pub async fn wait_for(
+        &self,
+        path: &str,
+        within: Duration,
+        pred: impl Fn(u16, &Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + within;
         loop {
             if let Some((s, v)) = self.try_call("GET", path, None).await {
@@ -284,7 +362,11 @@ impl Api {
                     return v;
                 }
             }
-            assert!(Instant::now() < deadline, "{}: GET {path} never satisfied the condition within {within:?}", self.addr);
+            assert!(
+                Instant::now() < deadline,
+                "{}: GET {path} never satisfied the condition within {within:?}",
+                self.addr
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -306,7 +388,10 @@ impl Cut {
         }
         for (s, d) in &rules {
             let ok = Command::new("iptables").args(["-I", "INPUT", "-s", s, "-d", d, "-j", "DROP"]).status().expect("iptables is needed for partition tests (apt-get install iptables; run as root)");
-            assert!(ok.success(), "iptables -I failed: partition tests need root");
+            assert!(
+                ok.success(),
+                "iptables -I failed: partition tests need root"
+            );
         }
         Cut { rules }
     }
@@ -315,7 +400,9 @@ impl Cut {
 impl Drop for Cut {
     fn drop(&mut self) {
         for (s, d) in &self.rules {
-            let _ = Command::new("iptables").args(["-D", "INPUT", "-s", s, "-d", d, "-j", "DROP"]).status();
+            let _ = Command::new("iptables")
+                .args(["-D", "INPUT", "-s", s, "-d", d, "-j", "DROP"])
+                .status();
         }
     }
 }
