@@ -13,6 +13,9 @@ use crate::directory::import::{import_command, ImportRecord};
 use crate::directory::password::{hash_password, scheme_of};
 use crate::directory::{Command, ItemKind, Outcome, User};
 
+/// Records per import request: keeps each Raft log entry a few megabytes at most.
+pub const MAX_IMPORT_BATCH: usize = 10_000;
+
 /// One parsed request.
 pub struct Call<'a> {
     pub method: &'a Method,
@@ -320,6 +323,12 @@ async fn users(api: &AdminApi, call: Call<'_>) -> ApiResult {
         }
         (&Method::POST, [_, "import"]) => {
             let i: Import = call.body()?;
+            if i.records.len() > MAX_IMPORT_BATCH {
+                return Err(ApiError::bad_request(format!(
+                    "{} records in one request; send at most {MAX_IMPORT_BATCH} per request (`mailctl user import` batches for you)",
+                    i.records.len()
+                )));
+            }
             // Which record each alias comes from, to report alias errors against its record.
             let alias_owner: Vec<usize> = i
                 .records

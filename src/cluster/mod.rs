@@ -540,6 +540,10 @@ impl Cluster {
         match resp {
             Ok(RpcResponse::Forward(r)) => r.map_err(Attempt::from),
             Ok(_) => Err(Attempt::Final(ClusterError::Raft("unexpected answer from the leader".into()))),
+            Err(rpc::CallError::TooLarge) => Err(Attempt::Final(ClusterError::Refused(format!(
+                "the request is larger than {} bytes: split it (e.g. smaller import batches)",
+                rpc::MAX_FRAME
+            )))),
             Err(rpc::CallError::Network(e)) if !idempotent => Err(Attempt::Final(ClusterError::Raft(format!(
                 "the leader stopped answering ({e}); the change may or may not have been applied: check with a read, then retry"
             )))),

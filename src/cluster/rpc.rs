@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -92,9 +93,13 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
             "frame too large",
         ));
     }
+    write_raw_frame(w, &body).await
+}
+
+async fn write_raw_frame<W: AsyncWrite + Unpin>(w: &mut W, body: &[u8]) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(body.len() + 4);
     buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&body);
+    buf.extend_from_slice(body);
     w.write_all(&buf).await?;
     w.flush().await
 }
@@ -207,8 +212,12 @@ impl PeerClient {
         req: &RpcRequest,
         ttl: Duration,
     ) -> Result<RpcResponse, CallError> {
-        let fresh = self.conn.is_none();
-        if fresh {
+        let body =
+            serde_json::to_vec(req).map_err(|e| CallError::Network(std::io::Error::other(e)))?;
+        if body.len() > MAX_FRAME {
+            return Err(CallError::TooLarge);
+        }
+        if self.conn.is_none() {
             let conn = self
                 .dialer
                 .connect(&self.addr)
@@ -218,7 +227,7 @@ impl PeerClient {
         }
         let conn = self.conn.as_mut().expect("connection set above");
         let result = tokio::time::timeout(ttl, async {
-            write_frame(conn, req).await?;
+            write_raw_frame(conn, &body).await?;
             read_frame::<_, RpcResponse>(conn).await?.ok_or_else(|| {
                 std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -247,6 +256,8 @@ impl PeerClient {
 pub enum CallError {
     Unreachable(std::io::Error),
     Network(std::io::Error),
+    /// The request does not fit in one frame; nothing was sent.
+    TooLarge,
 }
 
 impl std::fmt::Display for CallError {
@@ -254,6 +265,7 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Unreachable(e) => write!(f, "unreachable: {e}"),
             CallError::Network(e) => write!(f, "network error: {e}"),
+            CallError::TooLarge => write!(f, "request larger than {MAX_FRAME} bytes"),
         }
     }
 }
@@ -263,6 +275,7 @@ impl<E: std::error::Error> From<CallError> for RPCError<u64, NodeInfo, E> {
         match e {
             CallError::Unreachable(e) => RPCError::Unreachable(Unreachable::new(&e)),
             CallError::Network(e) => RPCError::Network(NetworkError::new(&e)),
+            CallError::TooLarge => RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(1)),
         }
     }
 }

@@ -10,7 +10,6 @@
 //! operator gave, so the bearer token is sent only to a node holding a certificate from the
 //! cluster CA for that name.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -67,7 +66,7 @@ impl Client {
         Ok(Client {
             server: target.server,
             auth,
-            tls: TlsConnector::from(Arc::clone(&config)),
+            tls: TlsConnector::from(config),
             server_name,
             ca: target.ca,
         })
