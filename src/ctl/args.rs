@@ -287,9 +287,12 @@ pub enum UserCmd {
         /// Create the domains the users are in when they do not exist yet.
         #[arg(long)]
         create_domains: bool,
-        /// Records per request.
-        #[arg(long, default_value_t = 5000,
-              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        /// Records per request (the server accepts at most 10000).
+        #[arg(
+            long,
+            default_value_t = 5000,
+            value_parser = clap::value_parser!(u64).range(1..=10_000)
+        )]
         batch: u64,
     },
 }
@@ -421,8 +424,10 @@ mod tests {
         let e =
             Cli::try_parse_from(["mailctl", "user", "set", "a@b.c", "--quota", "2X"]).unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        let e = Cli::try_parse_from(["mailctl", "user", "import", "f.csv", "--batch", "0"])
-            .unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        for batch in ["0", "10001"] {
+            let e = Cli::try_parse_from(["mailctl", "user", "import", "f.csv", "--batch", batch])
+                .unwrap_err();
+            assert_eq!(e.exit_code(), 2);
+        }
     }
 }
