@@ -68,7 +68,7 @@ async fn writes_on_any_node_are_read_on_all_and_survive_leader_loss() {
             .await
         {
             Some((201, _)) => break,
-            Some((409, v)) if v["error"].as_str().is_some_and(|e| e.contains("exists")) => break,
+            Some((409, v)) if v["error"].as_str().is_some_and(|e| e.contains("taken")) => break,
             _ => {}
         }
         assert!(
