@@ -153,8 +153,7 @@ impl AdminApi {
         match path.as_str() {
             "/healthz" => return text(StatusCode::OK, "ok\n"),
             "/readyz" => {
-                let s = self.cluster.status().await;
-                return if s.initialized && s.leader.is_some() {
+                return if self.cluster.has_leader() {
                     text(StatusCode::OK, "ready\n")
                 } else {
                     text(

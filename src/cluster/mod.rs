@@ -198,6 +198,18 @@ impl Cluster {
         self.inner.raft.is_initialized().await.unwrap_or(false)
     }
 
+    /// Whether this node is a member of an initialized cluster and knows a leader (for
+    /// `/readyz`; local state only, no RPC).
+    pub fn has_leader(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        m.current_leader.is_some()
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .next()
+                .is_some()
+    }
+
     /// Makes this node the first member of a new cluster.
     pub async fn bootstrap(&self) -> Result<(), ClusterError> {
         if self.is_initialized().await {
