@@ -498,3 +498,65 @@ async fn import_keeps_good_lines_and_reports_bad_ones_and_legacy_hashes_are_reha
         ],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_init_certificates_form_a_cluster_with_node_add() {
+    let mut c = TestCluster::new(33, 2, Tuning::default());
+    // Replace the harness's PKI with the one `mailctl cluster init` makes.
+    std::fs::remove_dir_all(&c.pki).unwrap();
+    let ctl = Ctl::new(&c, 1);
+    ctl.expect(
+        0,
+        &[
+            "cluster",
+            "init",
+            "--out",
+            p(&c.pki),
+            "--node",
+            "n1=127.0.33.1",
+            "--node",
+            "n2=127.0.33.2",
+        ],
+    );
+    // Never overwrites a CA.
+    ctl.expect(
+        2,
+        &[
+            "cluster",
+            "init",
+            "--out",
+            p(&c.pki),
+            "--node",
+            "n3=127.0.33.3",
+        ],
+    );
+    c.node(1).start();
+    c.node(2).start();
+    c.api(1).wait_ready(Duration::from_secs(20)).await;
+
+    ctl.expect(
+        0,
+        &[
+            "node",
+            "add",
+            "2",
+            "--name",
+            "n2",
+            "--raft",
+            "127.0.33.2:7400",
+            "--api",
+            "127.0.33.2:8080",
+        ],
+    );
+    let nodes = ctl.json(&["node", "list"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 2, "{nodes}");
+    assert!(
+        nodes.as_array().unwrap().iter().all(|n| n["voter"] == true),
+        "{nodes}"
+    );
+    // A write through node 2 is read on node 1.
+    let ctl2 = Ctl::new(&c, 2);
+    ctl2.expect(0, &["domain", "add", "joined.example"]);
+    let domains = ctl.json(&["domain", "list"]);
+    assert_eq!(domains[0]["name"], "joined.example", "{domains}");
+}

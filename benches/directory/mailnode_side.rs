@@ -157,34 +157,29 @@ impl MailnodeSide {
         }
         let next = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .map(|mut conn| {
-                let (users, next) = (users.clone(), next.clone());
-                tokio::spawn(async move {
-                    let mut samples = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(u) = users.get(i) else {
-                            return samples;
-                        };
-                        let body = json!({
-                            "address": u.address,
-                            "display_name": u.cn,
-                            "password_hash": u.password_hash,
-                        });
-                        let t = Instant::now();
-                        let (status, answer) =
-                            conn.request("POST", "/api/users", Some(&body)).await;
-                        samples.push(t.elapsed());
-                        assert_eq!(status, 201, "adding {}: {answer}", u.address);
-                    }
-                })
-            })
-            .collect();
+        // A JoinSet aborts the writers if this phase is dropped (Ctrl-C, a panic elsewhere).
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut conn in conns {
+            let (users, next) = (users.clone(), next.clone());
+            tasks.spawn(async move {
+                let mut samples = Vec::new();
+                while let Some(u) = users.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let body = json!({
+                        "address": u.address,
+                        "display_name": u.cn,
+                        "password_hash": u.password_hash,
+                    });
+                    let t = Instant::now();
+                    let (status, answer) = conn.request("POST", "/api/users", Some(&body)).await;
+                    samples.push(t.elapsed());
+                    assert_eq!(status, 201, "adding {}: {answer}", u.address);
+                }
+                samples
+            });
+        }
         let mut samples = Vec::new();
-        for t in tasks {
-            samples.extend(t.await.expect("a writer panicked"));
+        while let Some(done) = tasks.join_next().await {
+            samples.extend(done.expect("a writer panicked"));
         }
         Latencies::new(samples, start.elapsed())
     }

@@ -202,40 +202,36 @@ impl SlapdPair {
         }
         let next = Arc::new(AtomicUsize::new(0));
         let start = Instant::now();
-        let tasks: Vec<_> = conns
-            .into_iter()
-            .map(|mut ldap| {
-                let (users, next) = (users.clone(), next.clone());
-                tokio::spawn(async move {
-                    let mut samples = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(u) = users.get(i) else {
-                            let _ = ldap.unbind().await;
-                            return samples;
-                        };
-                        let dn = u.dn();
-                        let attrs = vec![
-                            ("objectClass", HashSet::from(["inetOrgPerson"])),
-                            ("uid", HashSet::from([u.uid.as_str()])),
-                            ("cn", HashSet::from([u.cn.as_str()])),
-                            ("sn", HashSet::from([u.uid.as_str()])),
-                            ("mail", HashSet::from([u.address.as_str()])),
-                            ("userPassword", HashSet::from([u.password_hash.as_str()])),
-                        ];
-                        let t = Instant::now();
-                        let result = ldap.add(&dn, attrs).await;
-                        samples.push(t.elapsed());
-                        result
-                            .and_then(|r| r.success())
-                            .unwrap_or_else(|e| panic!("adding {dn}: {e}"));
-                    }
-                })
-            })
-            .collect();
+        // A JoinSet aborts the writers if this phase is dropped (Ctrl-C, a panic elsewhere).
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut ldap in conns {
+            let (users, next) = (users.clone(), next.clone());
+            tasks.spawn(async move {
+                let mut samples = Vec::new();
+                while let Some(u) = users.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let dn = u.dn();
+                    let attrs = vec![
+                        ("objectClass", HashSet::from(["inetOrgPerson"])),
+                        ("uid", HashSet::from([u.uid.as_str()])),
+                        ("cn", HashSet::from([u.cn.as_str()])),
+                        ("sn", HashSet::from([u.uid.as_str()])),
+                        ("mail", HashSet::from([u.address.as_str()])),
+                        ("userPassword", HashSet::from([u.password_hash.as_str()])),
+                    ];
+                    let t = Instant::now();
+                    let result = ldap.add(&dn, attrs).await;
+                    samples.push(t.elapsed());
+                    result
+                        .and_then(|r| r.success())
+                        .unwrap_or_else(|e| panic!("adding {dn}: {e}"));
+                }
+                let _ = ldap.unbind().await;
+                samples
+            });
+        }
         let mut samples = Vec::new();
-        for t in tasks {
-            samples.extend(t.await.expect("a writer panicked"));
+        while let Some(done) = tasks.join_next().await {
+            samples.extend(done.expect("a writer panicked"));
         }
         Latencies::new(samples, start.elapsed())
     }

@@ -41,17 +41,9 @@ pub enum Request {
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Request::Directory(cmd) => write!(f, "directory {}", command_name(cmd)),
+            Request::Directory(cmd) => write!(f, "directory {}", cmd.name()),
         }
     }
-}
-
-fn command_name(cmd: &Command) -> String {
-    let s = format!("{cmd:?}");
-    s.split(|c: char| !c.is_alphanumeric())
-        .next()
-        .unwrap_or("")
-        .to_string()
 }
 
 /// The result of applying one log entry, returned to the writer.

@@ -159,6 +159,29 @@ pub struct Applied {
     pub changes: Vec<Change>,
 }
 
+impl Command {
+    /// The command's name, for logs (never its content: it may carry password hashes).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::AddDomain { .. } => "AddDomain",
+            Command::RemoveDomain { .. } => "RemoveDomain",
+            Command::SetCatchAll { .. } => "SetCatchAll",
+            Command::AddUser(_) => "AddUser",
+            Command::RemoveUser { .. } => "RemoveUser",
+            Command::SetPasswordHash { .. } => "SetPasswordHash",
+            Command::RehashPassword { .. } => "RehashPassword",
+            Command::UpdateUser { .. } => "UpdateUser",
+            Command::AddAlias { .. } => "AddAlias",
+            Command::RemoveAlias { .. } => "RemoveAlias",
+            Command::AddList { .. } => "AddList",
+            Command::RemoveList { .. } => "RemoveList",
+            Command::ListAddMembers { .. } => "ListAddMembers",
+            Command::ListRemoveMembers { .. } => "ListRemoveMembers",
+            Command::ImportUsers { .. } => "ImportUsers",
+        }
+    }
+}
+
 /// The caller-facing result of a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
