@@ -4,7 +4,9 @@
 //! Run `bench/setup.sh` once (installs slapd and ldap-utils from Debian), then
 //! `cargo bench --bench directory`. Environment: `BENCH_USERS` (default 35000) users to import
 //! and look up, `BENCH_WRITES` (1000) single-user adds per write phase, `BENCH_CLIENTS` (16)
-//! connections for the concurrent write phase, `BENCH_SLAPD=0` to skip the slapd side.
+//! connections for the concurrent write phase, `BENCH_BATCH` to pass `--batch N` to
+//! `mailctl user import` (records per request; default: mailctl's), `BENCH_SLAPD=0` to skip
+//! the slapd side.
 //!
 //! Phases, for each system in turn (never both running at once, the machine has few cores):
 //! import the LDIF file until every replica holds every user; look each user up once;
@@ -29,14 +31,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mailnode_side::MailnodeSide;
-use measure::{fmt_count, fmt_duration, fmt_kib, machine, Latencies};
+use measure::{
+    fmt_count, fmt_duration, fmt_kib, machine, settle, status_kib, vm_hwm_kib, ImportTime,
+    Latencies,
+};
 use slapd_side::SlapdPair;
 
 /// What the benchmark measured of one networked system.
 #[derive(Default)]
 struct Figures {
     /// Import until every replica holds every user.
-    import: Option<Duration>,
+    import: Option<ImportTime>,
+    /// Sum of the servers' VmHWM once started, before the import.
+    memory_idle: Option<u64>,
     /// Sum of the servers' VmHWM after import and lookups.
     memory_after_lookups: Option<u64>,
     /// Sum of the servers' VmHWM at the end of the run (after the write phases too).
@@ -58,7 +65,10 @@ fn env_usize(name: &str, default: usize) -> usize {
     }
 }
 
-#[tokio::main]
+/// One thread for the whole client side: each request's task and its connection's task then
+/// run on the same thread, so no request pays a cross-thread wake-up, and the servers keep the
+/// machine's other core.
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     // Leaving `select!` drops `run`, and with it the node and slapd handles, which stop their
     // processes; a panic unwinds through the same drops.
@@ -76,6 +86,9 @@ async fn run() {
     let n_users = env_usize("BENCH_USERS", 35_000);
     let n_writes = env_usize("BENCH_WRITES", 1_000);
     let clients = env_usize("BENCH_CLIENTS", 16).max(1);
+    let batch = std::env::var("BENCH_BATCH")
+        .ok()
+        .map(|_| env_usize("BENCH_BATCH", 0));
     let with_slapd = std::env::var("BENCH_SLAPD").map_or(true, |v| v != "0");
     if with_slapd {
         if let Some(why) = slapd_side::missing() {
@@ -119,46 +132,89 @@ async fn run() {
     let mut mn = Figures::default();
     {
         let cluster = MailnodeSide::start().await;
-        let t = cluster.import(&ldif_path, n_users).await;
-        println!("  import: {}", fmt_duration(t));
+        println!("  leader: n{}", cluster.leader());
+        mn.memory_idle = Some(memory("idle", &cluster.pids()));
+        let t = cluster.import(&ldif_path, n_users, batch).await;
+        report_import("mailctl", t);
+        memory("after import", &cluster.pids());
+        quiet(&cluster.pids()).await;
         mn.import = Some(t);
         let l = cluster.lookups(&users, &order).await;
         report("lookups (GET /api/users/ADDR, follower)", &l);
         mn.lookups = Some(l);
-        mn.memory_after_lookups = Some(cluster.peak_memory_kib());
+        mn.memory_after_lookups = Some(memory("after import + lookups", &cluster.pids()));
         let w = cluster.writes(sequential.clone(), 1).await;
         report("writes, 1 client", &w);
         mn.writes = Some(w);
         let w = cluster.writes(concurrent.clone(), clients).await;
         report(&format!("writes, {clients} clients"), &w);
         mn.concurrent_writes = Some(w);
-        mn.memory_at_end = Some(cluster.peak_memory_kib());
+        mn.memory_at_end = Some(memory("at the end", &cluster.pids()));
     }
 
     let mut sl = Figures::default();
     if with_slapd {
         println!("\n[slapd] starting provider 127.0.200.11:3890 and consumer 127.0.200.12:3890");
         let pair = SlapdPair::start().await;
+        sl.memory_idle = Some(memory("idle", &pair.pids()));
         let t = pair.import(&ldif_path, &last_dn, n_users).await;
-        println!("  import: {}", fmt_duration(t));
+        report_import("ldapadd", t);
+        memory("after import", &pair.pids());
+        quiet(&pair.pids()).await;
         sl.import = Some(t);
         let l = pair.lookups(&users, &order).await;
         report("lookups (search (mail=ADDR), consumer)", &l);
         sl.lookups = Some(l);
-        sl.memory_after_lookups = Some(pair.peak_memory_kib());
+        sl.memory_after_lookups = Some(memory("after import + lookups", &pair.pids()));
         let w = pair.writes(sequential.clone(), 1).await;
         report("writes, 1 client", &w);
         sl.writes = Some(w);
         let w = pair.writes(concurrent.clone(), clients).await;
         report(&format!("writes, {clients} clients"), &w);
         sl.concurrent_writes = Some(w);
-        sl.memory_at_end = Some(pair.peak_memory_kib());
+        sl.memory_at_end = Some(memory("at the end", &pair.pids()));
     }
 
     println!();
     print_table(n_users, n_writes, clients, &mn, &sl, &local, local_untimed);
     println!();
     print_goals(&mn, &sl, &local);
+}
+
+/// Prints each server process's peak (VmHWM) and current (VmRSS) resident memory; returns
+/// the sum of the peaks.
+fn memory(when: &str, pids: &[u32]) -> u64 {
+    let peaks: Vec<u64> = pids.iter().map(|&p| vm_hwm_kib(p)).collect();
+    let now: Vec<String> = pids
+        .iter()
+        .map(|&p| fmt_kib(status_kib(&p.to_string(), "VmRSS")))
+        .collect();
+    let sum = peaks.iter().sum();
+    let each: Vec<String> = peaks.iter().map(|&k| fmt_kib(k)).collect();
+    println!(
+        "  peak memory {when}: {} ({}); resident now {}",
+        fmt_kib(sum),
+        each.join(" + "),
+        now.join(" + ")
+    );
+    sum
+}
+
+/// Waits for the servers to go quiet before the next phase, and says how long that took.
+async fn quiet(pids: &[u32]) {
+    let waited = settle(pids, Duration::from_secs(60)).await;
+    println!(
+        "  servers quiet (< 10% of a CPU) after {}",
+        fmt_duration(waited)
+    );
+}
+
+fn report_import(command: &str, t: ImportTime) {
+    println!(
+        "  import: {command} returned after {}, every replica complete after {}",
+        fmt_duration(t.command),
+        fmt_duration(t.complete)
+    );
 }
 
 fn report(what: &str, l: &Latencies) {
@@ -206,10 +262,24 @@ fn print_table(
     println!("|---|---|---|---|");
     row(
         &format!("import {users} users, until every replica has all"),
-        mn.import,
-        sl.import,
+        mn.import.map(|t| t.complete),
+        sl.import.map(|t| t.complete),
         dur,
         secs,
+    );
+    row(
+        "… of which the import command (mailctl / ldapadd) ran",
+        mn.import.map(|t| t.command),
+        sl.import.map(|t| t.command),
+        dur,
+        secs,
+    );
+    row(
+        "peak memory, started and idle (sum of VmHWM)",
+        mn.memory_idle,
+        sl.memory_idle,
+        fmt_kib,
+        |k| k as f64,
     );
     row(
         "peak memory after import + lookups (sum of VmHWM)",
@@ -284,7 +354,7 @@ fn print_table(
 }
 
 fn print_goals(mn: &Figures, sl: &Figures, local: &Latencies) {
-    match (mn.import, sl.import) {
+    match (mn.import.map(|t| t.complete), sl.import.map(|t| t.complete)) {
         (Some(a), Some(b)) => println!(
             "goal: import faster than the slapd pair: {} ({} vs {}, {:.1}× {})",
             if a < b { "met" } else { "NOT met" },

@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::common::{TestCluster, Tuning, TOKEN};
 use crate::data::{BenchUser, DOMAIN};
-use crate::measure::{vm_hwm_kib, Latencies};
+use crate::measure::{status_kib, ImportTime, Latencies};
 use mailnode::directory::import::{import_command, parse_ldif};
 use mailnode::directory::{Directory, Outcome};
 
@@ -60,6 +60,12 @@ impl MailnodeSide {
         }
     }
 
+    /// The Raft leader's node id.
+    pub fn leader(&self) -> u64 {
+        self.leader
+    }
+
+    /// The node processes.
     pub fn pids(&self) -> Vec<u32> {
         self.cluster
             .nodes
@@ -68,20 +74,16 @@ impl MailnodeSide {
             .collect()
     }
 
-    /// Sum of the nodes' peak resident memory, KiB.
-    pub fn peak_memory_kib(&self) -> u64 {
-        self.pids().into_iter().map(vm_hwm_kib).sum()
-    }
-
     fn follower(&self) -> u64 {
         (1..=3).find(|&i| i != self.leader).unwrap()
     }
 
     /// `mailctl user import FILE --create-domains` against the leader, until the command has
-    /// returned and every node has applied the whole log the leader holds then. The time
+    /// returned and every node has applied the whole log the leader holds then (`batch`:
+    /// records per request, else mailctl's default). The time
     /// includes mailctl's parsing of the file. Checks afterwards (untimed) that each node lists
     /// `expect` users in the domain.
-    pub async fn import(&self, ldif: &Path, expect: usize) -> Duration {
+    pub async fn import(&self, ldif: &Path, expect: usize, batch: Option<usize>) -> ImportTime {
         let leader = &self.cluster.nodes[(self.leader - 1) as usize];
         let token = self.cluster.tmp.path().join("admin.token");
         let ca = self.cluster.pki.join("ca.pem");
@@ -96,6 +98,7 @@ impl MailnodeSide {
             .args(["user", "import"])
             .arg(ldif)
             .arg("--create-domains")
+            .args(batch.map(|b| format!("--batch={b}")))
             .output()
             .await
             .expect("run mailctl");
@@ -106,6 +109,7 @@ impl MailnodeSide {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let command = start.elapsed();
         let (_, status) = self
             .cluster
             .api(self.leader)
@@ -130,8 +134,12 @@ impl MailnodeSide {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
-        let elapsed = start.elapsed();
-        println!("  mailctl: {}", String::from_utf8_lossy(&out.stdout).trim());
+        let complete = start.elapsed();
+        println!(
+            "  mailctl user import --create-domains{}: {}",
+            batch.map_or(String::new(), |b| format!(" --batch={b}")),
+            String::from_utf8_lossy(&out.stdout).trim()
+        );
         for id in 1..=3 {
             let (s, v) = self
                 .cluster
@@ -144,7 +152,7 @@ impl MailnodeSide {
                 "node {id} lists {n} users, not {expect}"
             );
         }
-        elapsed
+        ImportTime { command, complete }
     }
 
     /// Adds `users` one request at a time from `clients` concurrent connections to the leader
@@ -263,12 +271,14 @@ impl Conn {
 /// `ImportUsers` command the server applies; then `Directory::user` + `Directory::resolve` per
 /// address. Returns the build time, the per-lookup latencies (each sample brackets one
 /// `user` + `resolve` pair with a clock read) and the time for the same loop without clock
-/// reads.
+/// reads. Prints how much this process's resident memory grew meanwhile: an upper bound on
+/// the size of the in-memory directory every node holds (the parsed records count too).
 pub fn local_lookups(
     ldif: &str,
     users: &[BenchUser],
     order: &[usize],
 ) -> (Duration, Latencies, Duration) {
+    let rss_before = status_kib("self", "VmRSS");
     let start = Instant::now();
     let records: Vec<_> = parse_ldif(ldif)
         .into_iter()
@@ -280,6 +290,11 @@ pub fn local_lookups(
     let mut dir = Directory::new();
     let applied = dir.apply(&cmd).expect("import applies");
     let built = start.elapsed();
+    let rss_growth = status_kib("self", "VmRSS").saturating_sub(rss_before);
+    println!(
+        "  resident memory grew by {} while parsing the file and building the directory",
+        crate::measure::fmt_kib(rss_growth)
+    );
     match applied.outcome {
         Outcome::Import { errors, .. } => assert!(errors.is_empty(), "import refused {errors:?}"),
         other => panic!("unexpected outcome {other:?}"),

@@ -45,15 +45,58 @@ impl Latencies {
     }
 }
 
+/// How long an import took.
+#[derive(Clone, Copy)]
+pub struct ImportTime {
+    /// Until the import command (`mailctl`, `ldapadd`) returned.
+    pub command: Duration,
+    /// Until every replica held every user: the figure that counts.
+    pub complete: Duration,
+}
+
 /// Peak resident set size (`VmHWM`) of a running process, in KiB.
 pub fn vm_hwm_kib(pid: u32) -> u64 {
+    status_kib(&pid.to_string(), "VmHWM")
+}
+
+/// A KiB field (`VmRSS`, `VmHWM`) of `/proc/{pid}/status`; `pid` may be `self`.
+pub fn status_kib(pid: &str, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_else(|e| panic!("reading /proc/{pid}/status: {e}"));
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// CPU time (user + system) a process has used so far, in clock ticks (1/100 s on Linux).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat: {e}"));
+    // The command name may hold spaces; the fields after its closing parenthesis do not.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0)
+}
+
+/// Waits until `pids` together use under 10% of one CPU over half a second (at most `max`),
+/// so that background work left over from a phase (flushes, index and cache work) does not
+/// land in the next phase's latencies; returns how long that took.
+pub async fn settle(pids: &[u32], max: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    let total = || pids.iter().map(|&p| cpu_ticks(p)).sum::<u64>();
+    let mut before = total();
+    while start.elapsed() < max {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = total();
+        if now - before <= 5 {
+            break;
+        }
+        before = now;
+    }
+    start.elapsed()
 }
 
 /// `2 × Intel(R) Xeon(R) … , 23.5 GiB RAM`, from /proc.

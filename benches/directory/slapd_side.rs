@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ldap3::{Ldap, LdapConnAsync, Scope, SearchEntry};
 
 use crate::data::{BenchUser, BASE_DN};
-use crate::measure::{vm_hwm_kib, Latencies};
+use crate::measure::{ImportTime, Latencies};
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const MODULES: &str = "/usr/lib/ldap";
@@ -135,14 +135,14 @@ impl SlapdPair {
         }
     }
 
-    /// Sum of both servers' peak resident memory, KiB.
-    pub fn peak_memory_kib(&self) -> u64 {
-        vm_hwm_kib(self.provider.child.id()) + vm_hwm_kib(self.consumer.child.id())
+    /// The provider's and the consumer's process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        vec![self.provider.child.id(), self.consumer.child.id()]
     }
 
     /// `ldapadd -f FILE` into the provider, until the consumer holds the last entry of the
     /// file and all `expect` user entries.
-    pub async fn import(&self, ldif: &Path, last_dn: &str, expect: usize) -> Duration {
+    pub async fn import(&self, ldif: &Path, last_dn: &str, expect: usize) -> ImportTime {
         let start = Instant::now();
         let out = tokio::process::Command::new("ldapadd")
             .args(["-x", "-D", ROOT_DN, "-y"])
@@ -159,6 +159,7 @@ impl SlapdPair {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        let command = start.elapsed();
         let mut consumer = connect(self.consumer.url).await;
         let deadline = Instant::now() + PATIENCE;
         loop {
@@ -175,7 +176,7 @@ impl SlapdPair {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let mut elapsed = start.elapsed();
+        let mut complete = start.elapsed();
         // Replication applies in change order, so the last entry implies the others; check.
         loop {
             let n = count_users(&mut consumer).await;
@@ -187,10 +188,10 @@ impl SlapdPair {
                 "the consumer holds {n} of {expect} entries"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
-            elapsed = start.elapsed();
+            complete = start.elapsed();
         }
         let _ = consumer.unbind().await;
-        elapsed
+        ImportTime { command, complete }
     }
 
     /// LDAP adds of `users` into the provider from `clients` concurrent connections, one
