@@ -74,9 +74,14 @@ fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StorageError> {
 }
 
 /// Opens (or creates) the node's Raft database.
+/// sled's page cache. Its default (1 GiB) made each node hold ~300 MiB after a 35,000-user
+/// import; the directory itself lives in memory anyway, so the cache only serves the log.
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
 pub fn open_db(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
     sled::Config::new()
         .path(path)
+        .cache_capacity(CACHE_BYTES)
         .mode(sled::Mode::HighThroughput)
         .open()
 }

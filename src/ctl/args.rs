@@ -287,10 +287,11 @@ pub enum UserCmd {
         /// Create the domains the users are in when they do not exist yet.
         #[arg(long)]
         create_domains: bool,
-        /// Records per request (the server accepts at most 10000).
+        /// Records per request (the server accepts at most 10000). Each request is one Raft
+        /// entry: 1000 keeps the nodes' peak memory low at the same import speed.
         #[arg(
             long,
-            default_value_t = 5000,
+            default_value_t = 1000,
             value_parser = clap::value_parser!(u64).range(1..=10_000)
         )]
         batch: u64,

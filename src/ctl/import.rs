@@ -2,7 +2,7 @@
 //!
 //! The file is parsed here, before anything is sent, with the directory's own parsers
 //! ([`parse_csv`], [`parse_ldif`]): unreadable records are reported as `FILE:LINE: reason` and
-//! skipped, and the good ones go to the server in batches (5,000 by default, to keep each Raft
+//! skipped, and the good ones go to the server in batches (1,000 by default, to keep each Raft
 //! entry small). The server refuses records one by one — an address already taken, a domain
 //! that does not exist — and names them by their index in the batch; [`BatchIndex`] maps those
 //! back to lines of the file. Good records stay imported whatever happens to the others.
