@@ -1,0 +1,470 @@
+//! Message transfer inside a session: DATA and BDAT, assembling the stored message (our
+//! `Received:` first, then the content with any fields submission must add), the checks that
+//! can only be made once the content is in (hop count, `From:` ownership), and the sinks that
+//! hand a finished message to the queue or to LMTP delivery.
+//!
+//! A refused message is still read to its end (so the client stays in sync and gets its
+//! reply) but nothing more is kept once the refusal is known; the spool (memory, then a
+//! temporary file) bounds memory whatever the size. This file never makes a message durable
+//! itself: the sink does, before it reports success.
+//!
+//! Security note: the content is decoded and checked by the sans-I/O `data` module, so the
+//! only way out of DATA is a real `<CRLF>.<CRLF>`; BDAT reads exactly the announced octets.
+
+use std::io;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::directory::Address;
+
+use super::data::{ContentChecker, DataDecoder, Decoded};
+use super::envelope::{BodyType, Envelope};
+use super::header::{self, HeaderInfo, HeaderScanner, Trace};
+use super::io::Io;
+use super::message::{Message, Spool};
+use super::policy::{Acceptor, LmtpDelivery, MailPolicy, Verdict};
+use super::reply::{bad_sequence, storage_error, Enhanced, Reply};
+use super::session::{Flow, Session, Sink, Transaction};
+use super::Mode;
+
+/// The message being assembled: content goes through the header scanner into the spool.
+pub(crate) struct Body {
+    scanner: HeaderScanner,
+    spool: Spool,
+    /// Reused between writes.
+    out: Vec<u8>,
+    /// The first spool failure; after it nothing more is written.
+    error: Option<io::Error>,
+    received_at: SystemTime,
+}
+
+impl Body {
+    async fn write(&mut self, decoded: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        self.scanner.push(decoded, &mut self.out);
+        if let Err(e) = self.spool.write(&self.out).await {
+            self.error = Some(e);
+        }
+        self.out.clear();
+    }
+
+    async fn finish(self) -> (io::Result<Message>, HeaderInfo) {
+        let Body {
+            scanner,
+            mut spool,
+            mut out,
+            error,
+            ..
+        } = self;
+        let info = scanner.finish(&mut out);
+        if let Some(e) = error {
+            return (Err(e), info);
+        }
+        let message = match spool.write(&out).await {
+            Ok(()) => spool.finish().await,
+            Err(e) => Err(e),
+        };
+        (message, info)
+    }
+}
+
+/// A BDAT transfer in progress.
+pub(crate) struct Chunked {
+    checker: ContentChecker,
+    body: Body,
+}
+
+/// How reading an announced number of octets ended.
+enum ChunkEnd {
+    Complete,
+    Eof,
+    Timeout,
+}
+
+/// Reads `size` octets, feeding them to `chunked` (or dropping them when `None`).
+async fn read_chunk<S>(
+    io: &mut Io<S>,
+    mut chunked: Option<&mut Chunked>,
+    size: u64,
+) -> io::Result<ChunkEnd>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut remaining = size;
+    while remaining > 0 {
+        if io.buffered().is_empty() {
+            match io.fill().await {
+                Ok(0) => return Ok(ChunkEnd::Eof),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(ChunkEnd::Timeout),
+                Err(e) => return Err(e),
+            }
+        }
+        let n = io
+            .buffered()
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX));
+        if let Some(c) = chunked.as_deref_mut() {
+            let chunk = &io.buffered()[..n];
+            if c.checker.check(chunk).is_ok() {
+                c.body.write(chunk).await;
+            }
+        }
+        io.consume(n);
+        remaining -= n as u64;
+    }
+    Ok(ChunkEnd::Complete)
+}
+
+impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
+    fn checker(&self, tx: &Transaction) -> ContentChecker {
+        let cfg = &self.shared.cfg;
+        // SMTPUTF8 content is 8-bit by nature (RFC 6531 §3.1 requires 8BITMIME with it).
+        let eight_bit = tx.mail.body == Some(BodyType::EightBitMime) || tx.mail.smtputf8;
+        ContentChecker::new(cfg.max_line_length, cfg.max_message_size, eight_bit)
+    }
+
+    /// The `with` clause of `Received:` (RFC 3848, RFC 6531).
+    fn protocol(&self, tx: &Transaction) -> String {
+        let lmtp = self.shared.mode == Mode::Lmtp;
+        let esmtp = self.helo.as_ref().is_some_and(|(_, extended)| *extended);
+        let mut with = match (tx.mail.smtputf8, lmtp, esmtp) {
+            (true, true, _) => "UTF8LMTP",
+            (true, false, _) => "UTF8SMTP",
+            (false, true, _) => "LMTP",
+            (false, false, true) => "ESMTP",
+            (false, false, false) => "SMTP",
+        }
+        .to_string();
+        if self.tls.is_some() {
+            with.push('S');
+        }
+        if self.auth_user.is_some() {
+            with.push('A');
+        }
+        with
+    }
+
+    /// Starts a message: writes our `Received:` into a fresh spool.
+    async fn start_body(&self, tx: &Transaction, seq: u64) -> Body {
+        let cfg = &self.shared.cfg;
+        let now = SystemTime::now();
+        let date = header::rfc5322_date(now);
+        let rcpt = match tx.rcpts.as_slice() {
+            [only] => Some(only.address.as_str()),
+            _ => None,
+        };
+        let trace = Trace {
+            helo: self
+                .helo
+                .as_ref()
+                .map_or("unknown", |(name, _)| name.as_str()),
+            peer: self.ctx.peer.ip(),
+            hostname: &cfg.hostname,
+            with: &self.protocol(tx),
+            tls: self.tls.as_deref(),
+            id: &format!("{}.{seq}", self.ctx.id),
+            rcpt,
+            date: &date,
+        };
+        let additions = (self.shared.mode == Mode::Submission)
+            .then(|| (date.clone(), header::new_message_id(&cfg.hostname, now)));
+        let mut spool = Spool::new(cfg.spool_memory_limit, cfg.spool_dir());
+        let error = spool.write(header::received(&trace).as_bytes()).await.err();
+        Body {
+            scanner: HeaderScanner::new(cfg.max_line_length, cfg.max_from_header, additions),
+            spool,
+            out: Vec::new(),
+            error,
+            received_at: now,
+        }
+    }
+
+    pub(crate) async fn data<S>(&mut self, io: &mut Io<S>) -> io::Result<Flow>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let tx = match self.tx.take() {
+            None => {
+                self.send(io, bad_sequence("need MAIL before DATA"));
+                return Ok(Flow::Continue);
+            }
+            Some(tx) if tx.chunked.is_some() => {
+                self.tx = Some(tx);
+                self.send(io, bad_sequence("DATA not permitted during BDAT"));
+                return Ok(Flow::Continue);
+            }
+            Some(tx) if tx.rcpts.is_empty() => {
+                self.tx = Some(tx);
+                self.send(
+                    io,
+                    Reply::new(554, Enhanced(5, 5, 1), "no valid recipients"),
+                );
+                return Ok(Flow::Continue);
+            }
+            Some(tx) => tx,
+        };
+        io.reply(&Reply::bare(354, "end data with <CR><LF>.<CR><LF>"));
+        let mut checker = self.checker(&tx);
+        self.messages += 1;
+        let mut body = self.start_body(&tx, self.messages).await;
+        let mut decoder = DataDecoder::new();
+        let mut out = Vec::new();
+        loop {
+            let (n, status) = decoder.feed(io.buffered(), &mut out);
+            io.consume(n);
+            if checker.check(&out).is_ok() {
+                body.write(&out).await;
+            }
+            out.clear();
+            match status {
+                Decoded::Done => break,
+                Decoded::BareNewline => {
+                    tracing::info!("bare CR or LF in DATA; closing");
+                    io.reply(&Reply::new(
+                        500,
+                        Enhanced(5, 5, 2),
+                        "bare CR or LF in message; lines must end with CRLF; closing connection",
+                    ));
+                    return Ok(Flow::Close);
+                }
+                Decoded::More => match io.fill().await {
+                    Ok(0) => return Ok(Flow::Close),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                        io.reply(&self.idle_reply());
+                        return Ok(Flow::Close);
+                    }
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+        // Verdicts on content (including a refused From:) do not count as client errors.
+        for reply in self.end_message(tx, checker, body).await {
+            io.reply(&reply);
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(crate) async fn bdat<S>(
+        &mut self,
+        io: &mut Io<S>,
+        size: u64,
+        last: bool,
+    ) -> io::Result<Flow>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let refusal = match &self.tx {
+            None => Some(bad_sequence("need MAIL before BDAT")),
+            Some(tx) if tx.rcpts.is_empty() => {
+                Some(Reply::new(554, Enhanced(5, 5, 1), "no valid recipients"))
+            }
+            Some(_) => None,
+        };
+        if let Some(tx) = self
+            .tx
+            .as_ref()
+            .filter(|tx| tx.chunked.is_none() && refusal.is_none())
+        {
+            let checker = self.checker(tx);
+            let body = self.start_body(tx, self.messages + 1).await;
+            self.messages += 1;
+            if let Some(tx) = self.tx.as_mut() {
+                tx.chunked = Some(Chunked { checker, body });
+            }
+        }
+        let chunked = match refusal {
+            Some(_) => None,
+            None => self.tx.as_mut().and_then(|tx| tx.chunked.as_mut()),
+        };
+        match read_chunk(io, chunked, size).await? {
+            ChunkEnd::Complete => {}
+            ChunkEnd::Eof => return Ok(Flow::Close),
+            ChunkEnd::Timeout => {
+                io.reply(&self.idle_reply());
+                return Ok(Flow::Close);
+            }
+        }
+        if let Some(reply) = refusal {
+            self.send(io, reply);
+            return Ok(Flow::Continue);
+        }
+        let Some(mut tx) = self.tx.take() else {
+            return Ok(Flow::Continue);
+        };
+        let Some(chunked) = tx.chunked.take() else {
+            return Ok(Flow::Continue);
+        };
+        if last {
+            for reply in self.end_message(tx, chunked.checker, chunked.body).await {
+                io.reply(&reply);
+            }
+        } else if let Some(e) = chunked.checker.error() {
+            // RFC 3030 §2: a failed chunk fails the transaction; later chunks get 503.
+            tracing::info!(error = %e, "BDAT chunk refused");
+            self.send(io, Reply::from(&e));
+        } else {
+            tx.chunked = Some(chunked);
+            self.tx = Some(tx);
+            let text = format!("{size} octets received");
+            self.send(io, Reply::new(250, Enhanced(2, 0, 0), text));
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Judges the finished content and hands it to the sink; returns the replies (LMTP: one
+    /// per recipient, even when the content itself was refused — RFC 2033 §4.2).
+    async fn end_message(
+        &mut self,
+        tx: Transaction,
+        mut checker: ContentChecker,
+        body: Body,
+    ) -> Vec<Reply> {
+        let per_rcpt = if self.shared.mode == Mode::Lmtp {
+            tx.rcpts.len()
+        } else {
+            1
+        };
+        let received_at = body.received_at;
+        let (message, info) = body.finish().await;
+        let refuse = |reply: Reply| {
+            tracing::info!(%reply, "message refused");
+            vec![reply; per_rcpt]
+        };
+        let message = match (checker.finish(), message) {
+            (Err(e), _) => return refuse(Reply::from(&e)),
+            (Ok(()), Err(e)) => {
+                tracing::warn!(error = %e, "cannot spool message");
+                return refuse(storage_error(&e));
+            }
+            (Ok(()), Ok(m)) => m,
+        };
+        if let Some(reply) = self.check_header(&info) {
+            return refuse(reply);
+        }
+        let envelope = Envelope {
+            mode: self.shared.mode,
+            sender: tx.sender,
+            recipients: tx.rcpts,
+            body: tx.mail.body.unwrap_or_default(),
+            smtputf8: tx.mail.smtputf8,
+            ret: tx.mail.ret,
+            envid: tx.mail.envid,
+            auth_user: self.auth_user.clone(),
+            helo: self
+                .helo
+                .as_ref()
+                .map(|(n, _)| n.clone())
+                .unwrap_or_default(),
+            peer: self.ctx.peer,
+            session_id: self.ctx.id,
+            tls: self.tls.clone(),
+            received_at,
+        };
+        let sender = envelope
+            .sender
+            .as_ref()
+            .map_or("", Address::as_str)
+            .to_string();
+        let (rcpts, size) = (envelope.recipients.len(), message.len());
+        let replies = self.shared.sink.finish(envelope, message).await;
+        let first = replies.first().map(ToString::to_string).unwrap_or_default();
+        tracing::info!(sender = %sender, rcpts, size, reply = %first, "message finished");
+        replies
+    }
+
+    /// Checks that need the header: the hop count, and on submission that every `From:`
+    /// address belongs to the authenticated user.
+    fn check_header(&self, info: &HeaderInfo) -> Option<Reply> {
+        let cfg = &self.shared.cfg;
+        if info.received > cfg.max_hops {
+            return Some(Reply::new(
+                554,
+                Enhanced(5, 4, 6),
+                format!(
+                    "too many hops ({} Received: fields): mail loop detected",
+                    info.received
+                ),
+            ));
+        }
+        if self.shared.mode != Mode::Submission {
+            return None;
+        }
+        let bad_from = |why: &str| {
+            Some(Reply::new(
+                553,
+                Enhanced(5, 7, 1),
+                format!("From: header {why}"),
+            ))
+        };
+        if info.from_truncated {
+            return bad_from("too long");
+        }
+        for value in &info.from {
+            let Some(addresses) = header::mailbox_addresses(value) else {
+                return bad_from("has no valid address");
+            };
+            for text in addresses {
+                let Ok(address) = Address::parse(&text) else {
+                    return bad_from("has an invalid address");
+                };
+                let verdict = self.shared.policy.check_sender(
+                    Mode::Submission,
+                    self.auth_user.as_deref(),
+                    Some(&address),
+                );
+                if verdict != Verdict::Accept {
+                    return Some(verdict.reply(&format!("From: <{address}>")));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// SMTP: accepted mail goes to the queue.
+pub(crate) struct QueueSink<A>(pub(crate) Arc<A>);
+
+impl<A: Acceptor> Sink for QueueSink<A> {
+    async fn finish(&self, envelope: Envelope, message: Message) -> Vec<Reply> {
+        vec![match self.0.accept(envelope, message).await {
+            Ok(id) => Reply::new(250, Enhanced(2, 0, 0), format!("OK queued as {id}")),
+            Err(e) => {
+                tracing::warn!(error = %e, "queue refused a message");
+                Reply::from(&e)
+            }
+        }]
+    }
+}
+
+/// LMTP: mail goes to the mailboxes, one reply per recipient.
+pub(crate) struct LmtpSink<D>(pub(crate) Arc<D>);
+
+impl<D: LmtpDelivery> Sink for LmtpSink<D> {
+    async fn finish(&self, envelope: Envelope, message: Message) -> Vec<Reply> {
+        let results = self.0.deliver(&envelope, &message).await;
+        envelope
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, rcpt)| match results.get(i) {
+                Some(Ok(())) => Reply::new(
+                    250,
+                    Enhanced(2, 1, 5),
+                    format!("<{}> delivered", rcpt.address),
+                ),
+                Some(Err(e)) => e.reply(rcpt.address.as_str()),
+                None => Reply::new(
+                    451,
+                    Enhanced(4, 3, 0),
+                    format!("<{}> delivery result missing", rcpt.address),
+                ),
+            })
+            .collect()
+    }
+}
