@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cluster::RaftSettings;
+use crate::queue::QueueConfig;
+use crate::smtp::SmtpConfig;
 
 /// Exit status for an invalid configuration or command line.
 pub const EXIT_CONFIG: i32 = 64;
@@ -40,6 +42,64 @@ pub struct Config {
     pub shutdown: ShutdownSection,
     #[serde(default)]
     pub log: LogSection,
+    /// SMTP listeners and where local mail is delivered.
+    #[serde(default)]
+    pub mail: MailSection,
+    /// Limits and names of the SMTP/LMTP sessions.
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+    /// The node's mail queue.
+    #[serde(default)]
+    pub queue: QueueConfig,
+    /// The message store this node serves over LMTP (until the failover module mounts it).
+    pub mailstore: Option<MailstoreSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    /// SMTP MX listener (port 25); none: this node takes no inbound mail.
+    pub mx_listen: Option<SocketAddr>,
+    /// Submission with STARTTLS (port 587).
+    pub submission_listen: Option<SocketAddr>,
+    /// Submission over implicit TLS (port 465).
+    pub submissions_listen: Option<SocketAddr>,
+    /// LMTP address of the active mailstore of the `default` group (its virtual IP); local mail
+    /// waits in the queue while it is unset or unreachable.
+    pub lmtp_addr: Option<SocketAddr>,
+    #[serde(default = "d_mail_connections")]
+    pub max_connections: usize,
+    #[serde(default = "d_mail_per_ip")]
+    pub max_per_ip: usize,
+    #[serde(default = "d_mail_idle")]
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for MailSection {
+    fn default() -> Self {
+        MailSection {
+            mx_listen: None,
+            submission_listen: None,
+            submissions_listen: None,
+            lmtp_addr: None,
+            max_connections: d_mail_connections(),
+            max_per_ip: d_mail_per_ip(),
+            idle_timeout_secs: d_mail_idle(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailstoreSection {
+    /// Root of the message store (the shared volume's mount point).
+    pub root: PathBuf,
+    /// LMTP listener of the mailstore.
+    pub lmtp_listen: SocketAddr,
+    /// Initialise an empty store at `root` (dev and first installation only: in production a
+    /// missing store means the volume is not mounted).
+    #[serde(default)]
+    pub create_if_missing: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -164,6 +224,15 @@ fn d_idle_timeout() -> u64 {
 fn d_grace() -> u64 {
     10
 }
+fn d_mail_connections() -> usize {
+    1000
+}
+fn d_mail_per_ip() -> usize {
+    20
+}
+fn d_mail_idle() -> u64 {
+    300
+}
 
 impl Config {
     /// Reads, parses and validates a configuration file.
@@ -221,6 +290,23 @@ impl Config {
             },
             shutdown: ShutdownSection::default(),
             log: LogSection::default(),
+            mail: MailSection {
+                mx_listen: Some(local(2525)),
+                submission_listen: Some(local(2587)),
+                submissions_listen: Some(local(2465)),
+                lmtp_addr: Some(local(2424)),
+                ..MailSection::default()
+            },
+            smtp: SmtpConfig {
+                spool_dir: Some(dir.join("spool")),
+                ..SmtpConfig::default()
+            },
+            queue: QueueConfig::default(),
+            mailstore: Some(MailstoreSection {
+                root: dir.join("mailstore"),
+                lmtp_listen: local(2424),
+                create_if_missing: true,
+            }),
         }
     }
 
@@ -301,8 +387,43 @@ impl Config {
         if self.http.idle_timeout_secs == 0 {
             return Err(bad("http.idle_timeout_secs", "must be positive".into()));
         }
-        if self.cluster.listen == self.http.listen {
-            return Err(bad("http.listen", "must differ from cluster.listen".into()));
+        if let Err((key, reason)) = self.smtp.validate() {
+            return Err(bad(&format!("smtp.{key}"), reason));
+        }
+        if let Err(e) = self.queue.validate() {
+            return Err(bad(&format!("queue.{}", e.key), e.reason));
+        }
+        if self.mail.max_connections == 0 {
+            return Err(bad("mail.max_connections", "must be positive".into()));
+        }
+        if self.mail.max_per_ip == 0 || self.mail.max_per_ip > self.mail.max_connections {
+            return Err(bad(
+                "mail.max_per_ip",
+                "must be between 1 and mail.max_connections".into(),
+            ));
+        }
+        if self.mail.idle_timeout_secs == 0 {
+            return Err(bad("mail.idle_timeout_secs", "must be positive".into()));
+        }
+        // Every listener on its own address.
+        let mut seen: Vec<(&str, SocketAddr)> = Vec::new();
+        let listeners = [
+            ("cluster.listen", Some(self.cluster.listen)),
+            ("http.listen", Some(self.http.listen)),
+            ("mail.mx_listen", self.mail.mx_listen),
+            ("mail.submission_listen", self.mail.submission_listen),
+            ("mail.submissions_listen", self.mail.submissions_listen),
+            (
+                "mailstore.lmtp_listen",
+                self.mailstore.as_ref().map(|m| m.lmtp_listen),
+            ),
+        ];
+        for (key, addr) in listeners {
+            let Some(addr) = addr else { continue };
+            if let Some((other, _)) = seen.iter().find(|(_, a)| *a == addr && addr.port() != 0) {
+                return Err(bad(key, format!("{addr} is already used by {other}")));
+            }
+            seen.push((key, addr));
         }
         Ok(())
     }
@@ -334,6 +455,10 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.http.listen.to_string())
     }
+}
+
+fn local(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
 }
 
 fn check_host_port(s: &str) -> Result<(), String> {

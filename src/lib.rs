@@ -12,8 +12,15 @@
 //!   in sled). The only module that imports openraft.
 //! - [`admin`]: the admin HTTP API that `mailctl` talks to.
 //! - [`auth`]: login through the directory, with transparent rehash of legacy hashes.
+//! - [`queue`]: the durable mail queue on local disk, its scheduler, and LMTP/SMTP delivery.
+//! - [`store`]: the message store on the mailstore volume — mailboxes, messages as files,
+//!   durable append-only indexes, quota, change notifications, crash recovery and `check`.
+//! - [`mail`]: glue between SMTP, the queue and the store (alias expansion, routing, LMTP
+//!   delivery into the store).
 //! - [`node`]: assembles a running node from a configuration.
 //! - [`ctl`]: the `mailctl` operator CLI (a client of the admin API).
+//! - [`smtp`]: SMTP (MX, submission) and LMTP servers; hand mail to the queue or the store
+//!   through traits, never writing either themselves.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -22,6 +29,10 @@ pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod directory;
+pub mod mail;
 pub mod net;
 pub mod node;
+pub mod queue;
+pub mod smtp;
+pub mod store;
 pub mod tls;

@@ -20,7 +20,11 @@ use tokio::task::JoinSet;
 use crate::admin::AdminApi;
 use crate::cluster::{Cluster, ClusterError, NodeInfo};
 use crate::config::Config;
+use crate::mail::{DirectoryRouter, ExpandingAcceptor, StoreDelivery};
 use crate::net::{self, Conn, ListenerConfig, Protocol, SessionCtx, Shutdown, TlsMode};
+use crate::queue::{Queue, QueueError};
+use crate::smtp::{DirectoryPolicy, LmtpServer, SmtpServer};
+use crate::store::{Store, StoreConfig, StoreError};
 use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,10 @@ pub enum NodeError {
     Cluster(#[from] ClusterError),
     #[error("admin token file {path}: {reason}")]
     Token { path: String, reason: String },
+    #[error("mail queue: {0}")]
+    Queue(#[from] QueueError),
+    #[error("message store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A started node. Dropping it does not stop it: call [`Node::stop`].
@@ -52,6 +60,10 @@ pub struct Node {
     pub token: String,
     /// The CA that signs this node's certificates (what `mailctl` trusts).
     pub ca_file: PathBuf,
+    /// This node's mail queue.
+    pub queue: Queue,
+    /// The message store, when this node serves one.
+    pub store: Option<Store>,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
     grace: Duration,
@@ -147,6 +159,33 @@ fn admin_token(path: &Path, create: bool) -> Result<String, NodeError> {
     }
 }
 
+/// The mail listeners, bound before anything starts so a busy port fails the start cleanly.
+struct MailListeners {
+    mx: Option<TcpListener>,
+    submission: Option<TcpListener>,
+    submissions: Option<TcpListener>,
+    lmtp: Option<TcpListener>,
+}
+
+async fn bind_opt(
+    addr: Option<SocketAddr>,
+    what: &'static str,
+) -> Result<Option<TcpListener>, NodeError> {
+    match addr {
+        Some(a) => bind(a, what).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn bind_mail(cfg: &Config) -> Result<MailListeners, NodeError> {
+    Ok(MailListeners {
+        mx: bind_opt(cfg.mail.mx_listen, "SMTP MX").await?,
+        submission: bind_opt(cfg.mail.submission_listen, "submission").await?,
+        submissions: bind_opt(cfg.mail.submissions_listen, "submissions").await?,
+        lmtp: bind_opt(cfg.mailstore.as_ref().map(|m| m.lmtp_listen), "LMTP").await?,
+    })
+}
+
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr).await.map_err(|e| NodeError::Bind {
         addr,
@@ -178,6 +217,7 @@ impl Node {
 
         let raft_listener = bind(c.listen, "Raft RPC").await?;
         let http_listener = bind(cfg.http.listen, "HTTP admin API").await?;
+        let mail_listeners = bind_mail(&cfg).await?;
         let raft_addr = raft_listener.local_addr().map_err(|e| NodeError::Bind {
             addr: c.listen,
             what: "Raft RPC",
@@ -233,7 +273,7 @@ impl Node {
             shutdown.clone(),
         ));
         let http_cfg = ListenerConfig {
-            tls: TlsMode::Implicit(http_tls),
+            tls: TlsMode::Implicit(http_tls.clone()),
             max_connections: cfg.http.max_connections,
             max_per_ip: cfg.http.max_per_ip,
             idle_timeout: Duration::from_secs(cfg.http.idle_timeout_secs),
@@ -247,12 +287,79 @@ impl Node {
             shutdown.clone(),
         ));
 
+        // Mail: the queue on the local disk; the store and LMTP where this node serves one.
+        let lmtp_addr = cfg.mail.lmtp_addr;
+        let resolver: crate::queue::LmtpResolver = Arc::new(move |group: &str| {
+            (group == crate::directory::DEFAULT_MAIL_HOST)
+                .then_some(lmtp_addr)
+                .flatten()
+        });
+        let transport = Queue::default_transport(&cfg.queue, resolver)?;
+        let router = Arc::new(DirectoryRouter {
+            cluster: cluster.clone(),
+        });
+        let queue = Queue::start(cfg.queue.clone(), &data_dir, router, transport).await?;
+        let policy = Arc::new(DirectoryPolicy::new(cluster.clone()));
+        let acceptor = Arc::new(ExpandingAcceptor {
+            cluster: cluster.clone(),
+            queue: queue.clone(),
+        });
+        let mail_cfg = |name: &str, tls: TlsMode| ListenerConfig {
+            tls,
+            max_connections: cfg.mail.max_connections,
+            max_per_ip: cfg.mail.max_per_ip,
+            idle_timeout: Duration::from_secs(cfg.mail.idle_timeout_secs),
+            ..ListenerConfig::new(name)
+        };
+        if let Some(l) = mail_listeners.mx {
+            let server = SmtpServer::mx(cfg.smtp.clone(), policy.clone(), acceptor.clone());
+            let lc = mail_cfg("smtp-mx", TlsMode::StartTls(http_tls.clone()));
+            tasks.spawn(net::serve(l, lc, Arc::new(server), shutdown.clone()));
+        }
+        let submission = SmtpServer::submission(cfg.smtp.clone(), policy.clone(), acceptor.clone());
+        let limiter = submission.auth_limiter();
+        if let Some(l) = mail_listeners.submission {
+            let server = SmtpServer::submission(cfg.smtp.clone(), policy.clone(), acceptor.clone())
+                .with_auth_limiter(limiter.clone());
+            let lc = mail_cfg("submission", TlsMode::StartTls(http_tls.clone()));
+            tasks.spawn(net::serve(l, lc, Arc::new(server), shutdown.clone()));
+        }
+        if let Some(l) = mail_listeners.submissions {
+            let lc = mail_cfg("submissions", TlsMode::Implicit(http_tls.clone()));
+            tasks.spawn(net::serve(
+                l,
+                lc,
+                Arc::new(submission.with_auth_limiter(limiter)),
+                shutdown.clone(),
+            ));
+        }
+        let store = match (&cfg.mailstore, mail_listeners.lmtp) {
+            (Some(ms), Some(l)) => {
+                let store_cfg = StoreConfig {
+                    create_if_missing: ms.create_if_missing,
+                    ..StoreConfig::default()
+                };
+                let store = Store::open(&ms.root, store_cfg)?;
+                let delivery = Arc::new(StoreDelivery {
+                    cluster: cluster.clone(),
+                    store: store.clone(),
+                });
+                let server = LmtpServer::new(cfg.smtp.clone(), policy.clone(), delivery);
+                let lc = mail_cfg("lmtp", TlsMode::Plain);
+                tasks.spawn(net::serve(l, lc, Arc::new(server), shutdown.clone()));
+                Some(store)
+            }
+            _ => None,
+        };
+
         Ok(Node {
             cluster,
             http_addr,
             raft_addr,
             token,
             ca_file: cfg.cluster.ca_file.clone(),
+            queue,
+            store,
             shutdown,
             tasks,
             grace: Duration::from_secs(cfg.shutdown.grace_secs),
@@ -264,6 +371,7 @@ impl Node {
     pub async fn stop(mut self) {
         self.shutdown.drain(self.grace);
         while self.tasks.join_next().await.is_some() {}
+        self.queue.shutdown(self.grace).await;
         self.cluster.shutdown().await;
     }
 }

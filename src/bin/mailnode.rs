@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mailnode::config::{Config, LogFormat, EXIT_CONFIG};
-use mailnode::net::wait_for_signal;
+use mailnode::net::Signals;
 use mailnode::node::Node;
 
 /// Mailnode: a highly available mail appliance.
@@ -84,6 +84,14 @@ fn main() -> ExitCode {
 
 async fn run(cfg: Config, dev: bool) -> ExitCode {
     let data_dir = cfg.node.data_dir.clone();
+    // Before anything listens: a SIGTERM during start-up must drain, not kill.
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mailnode: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let node = match Node::start(cfg, dev).await {
         Ok(n) => n,
         Err(e) => {
@@ -95,10 +103,8 @@ async fn run(cfg: Config, dev: bool) -> ExitCode {
         print_dev_endpoints(&node, &data_dir);
     }
     tracing::info!(http = %node.http_addr, raft = %node.raft_addr, "node running");
-    match wait_for_signal().await {
-        Ok(sig) => tracing::info!(signal = sig, "shutting down"),
-        Err(e) => tracing::error!(error = %e, "cannot wait for signals; shutting down"),
-    }
+    let sig = signals.recv().await;
+    tracing::info!(signal = sig, "shutting down");
     node.stop().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
@@ -119,6 +125,13 @@ fn print_dev_endpoints(node: &Node, data_dir: &std::path::Path) {
         node.http_addr, node.http_addr
     );
     println!("  raft RPC    {} (mutual TLS)", node.raft_addr);
+    println!(
+        "  SMTP MX     127.0.0.1:2525   submission 127.0.0.1:2587 (STARTTLS), 127.0.0.1:2465 (TLS)"
+    );
+    println!(
+        "  LMTP        127.0.0.1:2424   message store in {}",
+        data_dir.join("mailstore").display()
+    );
     println!(
         "  admin token {}  (in {})",
         node.token,

@@ -20,7 +20,7 @@ mod shutdown;
 
 pub use conn::{Conn, IdleTimeout};
 pub use listener::{serve, ListenerStats, REJECT_TIMEOUT};
-pub use shutdown::{wait_for_signal, Shutdown, ShutdownSignal, DEFAULT_GRACE};
+pub use shutdown::{wait_for_signal, Shutdown, ShutdownSignal, Signals, DEFAULT_GRACE};
 
 use std::future::Future;
 use std::net::SocketAddr;

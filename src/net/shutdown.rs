@@ -115,16 +115,36 @@ impl ShutdownSignal {
     }
 }
 
-/// Waits for SIGTERM or SIGINT and returns which one arrived. The binary calls
-/// [`Shutdown::trigger`] after the first and may call `drain(Duration::ZERO)` after a second.
-pub async fn wait_for_signal() -> io::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => Ok("SIGTERM"),
-        _ = int.recv() => Ok("SIGINT"),
+/// SIGTERM and SIGINT handlers. Installing them early (before listeners start) matters: a
+/// signal that arrives before they exist kills the process instead of draining it.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers now; signals arriving from here on are kept for [`Signals::recv`].
+    pub fn install() -> io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
+
+    /// Waits for SIGTERM or SIGINT and returns which one arrived. The binary calls
+    /// [`Shutdown::trigger`] after the first and may call `drain(Duration::ZERO)` after a second.
+    pub async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// Installs the handlers and waits for SIGTERM or SIGINT (see [`Signals`] to install early).
+pub async fn wait_for_signal() -> io::Result<&'static str> {
+    Ok(Signals::install()?.recv().await)
 }
 
 #[cfg(test)]
