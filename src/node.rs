@@ -279,13 +279,6 @@ impl Node {
             idle_timeout: Duration::from_secs(cfg.http.idle_timeout_secs),
             ..ListenerConfig::new("http")
         };
-        let api = Arc::new(AdminApi::new(cluster.clone(), token.clone()));
-        tasks.spawn(net::serve(
-            http_listener,
-            http_cfg,
-            Arc::new(Http(api)),
-            shutdown.clone(),
-        ));
 
         // Mail: the queue on the local disk; the store and LMTP where this node serves one.
         let lmtp_addr = cfg.mail.lmtp_addr;
@@ -351,6 +344,16 @@ impl Node {
             }
             _ => None,
         };
+
+        let api = Arc::new(
+            AdminApi::new(cluster.clone(), token.clone()).with_mail(queue.clone(), store.clone()),
+        );
+        tasks.spawn(net::serve(
+            http_listener,
+            http_cfg,
+            Arc::new(Http(api)),
+            shutdown.clone(),
+        ));
 
         Ok(Node {
             cluster,

@@ -28,6 +28,10 @@ pub struct AdminApi {
     pub cluster: Cluster,
     /// The bearer token operators present.
     token: String,
+    /// This node's mail queue (`/api/queue`), once the node runs one.
+    pub queue: Option<crate::queue::Queue>,
+    /// The message store this node serves (`/api/store`), if any.
+    pub store: Option<crate::store::Store>,
 }
 
 /// An API error: HTTP status, message, and optionally what to do about it.
@@ -121,7 +125,23 @@ fn token_matches(given: &[u8], expected: &[u8]) -> bool {
 
 impl AdminApi {
     pub fn new(cluster: Cluster, token: String) -> Self {
-        AdminApi { cluster, token }
+        AdminApi {
+            cluster,
+            token,
+            queue: None,
+            store: None,
+        }
+    }
+
+    /// Adds the mail services the API operates on.
+    pub fn with_mail(
+        mut self,
+        queue: crate::queue::Queue,
+        store: Option<crate::store::Store>,
+    ) -> Self {
+        self.queue = Some(queue);
+        self.store = store;
+        self
     }
 
     /// Serves HTTP/1.1 on one connection until the client closes it or `shutdown` resolves.

@@ -238,7 +238,10 @@ async fn a_caller_giving_up_mid_load_never_causes_a_second_repair() {
     // state would hand out UID 11, which the stalled repair would then cut from the index.
     assert_eq!(store.status(ALICE, "INBOX").await.unwrap().messages, 10);
     let flagged = Flags::new().with(SystemFlag::Flagged);
-    let d = store.deliver(ALICE, "INBOX", message(99), flagged.clone(), None, 0).await.unwrap();
+    let d = store
+        .deliver(ALICE, "INBOX", message(99), flagged.clone(), None, 0)
+        .await
+        .unwrap();
     assert_eq!(d.uid, 11);
     tokio::time::sleep(Duration::from_millis(400)).await;
     drop(store);
