@@ -162,10 +162,11 @@ impl LmtpDelivery for StoreDelivery {
             results.push(result.map(drop).map_err(|e| match e {
                 StoreError::QuotaExceeded { .. } => DeliveryError::QuotaExceeded,
                 StoreError::NoSpace { .. } => DeliveryError::NoSpace,
-                e => {
-                    tracing::warn!(user = %user, error = %e, "LMTP delivery failed");
+                e if e.is_temporary() => {
+                    tracing::warn!(user = %user, error = %e, "LMTP delivery failed; the queue retries");
                     DeliveryError::Temporary(e.to_string())
                 }
+                e => DeliveryError::Permanent(e.to_string()),
             }));
         }
         results
