@@ -6,6 +6,7 @@
 //! here (argon2id, on the blocking pool) so the Raft log only ever carries hashes. Errors are
 //! `{"error": "...", "hint": "..."}` with a status that says whose fault it was.
 
+pub mod mail;
 mod routes;
 
 use std::convert::Infallible;

@@ -46,6 +46,8 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (Some("users"), _) => users(api, call).await,
         (Some("aliases"), _) => aliases(api, call).await,
         (Some("lists"), _) => lists(api, call).await,
+        (Some("queue"), _) => super::mail::queue(api, call).await,
+        (Some("store"), _) => super::mail::store(api, call).await,
         (Some("resolve"), 2) if m == Method::GET => {
             consistent(api, &call).await?;
             let dir = api
@@ -62,7 +64,7 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
     }
 }
 
-fn no_route(call: &Call<'_>) -> ApiError {
+pub(super) fn no_route(call: &Call<'_>) -> ApiError {
     ApiError::not_found(format!(
         "no route {} /api/{}",
         call.method,
