@@ -27,7 +27,8 @@ reads the first line of --password-file FILE, or of standard input with
 Exit codes: 0 ok, 1 the operation failed (the server said no), 2 usage error,
 3 cluster unreachable (connection or TLS failure, or no Raft leader).";
 
-/// Operate a Mailnode cluster: membership, domains, users, aliases and lists.
+/// Operate a Mailnode cluster: membership, domains, users, aliases, lists, the mail queue and
+/// the message store.
 #[derive(Debug, Parser)]
 #[command(name = "mailctl", version, after_long_help = DISCOVERY_HELP)]
 pub struct Cli {
@@ -90,6 +91,12 @@ pub enum Command {
         /// The recipient address.
         address: String,
     },
+    /// Inspect and steer the mail queue of the node --server points at.
+    #[command(subcommand)]
+    Queue(QueueCmd),
+    /// Check the message store and show users' usage (on the active mailstore node).
+    #[command(subcommand)]
+    Store(StoreCmd),
 }
 
 /// `mailctl cluster …`
@@ -369,6 +376,59 @@ pub enum ListCmd {
     },
 }
 
+/// `mailctl queue …` (each node has its own queue: these act on the --server node's).
+#[derive(Debug, Subcommand)]
+pub enum QueueCmd {
+    /// List queued messages, oldest first.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one message: envelope, each recipient's state, and its headers.
+    Show {
+        /// The queue id (from `mailctl queue list`).
+        id: String,
+    },
+    /// Retry one message, or every message, now (held messages stay held).
+    Flush {
+        /// The queue id; omit to flush the whole queue.
+        id: Option<String>,
+    },
+    /// Delete a message without notifying its sender.
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// The queue id.
+        id: String,
+    },
+    /// Hold a message: no delivery attempt until it is released (survives restarts).
+    Hold {
+        /// The queue id.
+        id: String,
+    },
+    /// Release a held message and try it now.
+    Release {
+        /// The queue id.
+        id: String,
+    },
+}
+
+/// `mailctl store …`
+#[derive(Debug, Subcommand)]
+pub enum StoreCmd {
+    /// Verify every mailbox against its message files; exits 1 when damage remains.
+    Check {
+        /// Repair what can be repaired (rebuild indexes from the message files).
+        #[arg(long)]
+        repair: bool,
+        /// Check only this user's mailboxes.
+        #[arg(long, value_name = "ADDR")]
+        user: Option<String>,
+    },
+    /// Show a user's messages, bytes and quota, per mailbox.
+    Usage {
+        /// The user's address.
+        address: String,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +477,28 @@ mod tests {
                 assert_eq!(remove, ["c@x.org"]);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn queue_and_store_verbs_parse() {
+        let cli = Cli::try_parse_from(["mailctl", "queue", "flush"]).unwrap();
+        assert!(matches!(cli.command, Command::Queue(QueueCmd::Flush { id: None })));
+        let cli = Cli::try_parse_from(["mailctl", "store", "check", "--repair", "--user", "a@b.c"])
+            .unwrap();
+        match cli.command {
+            Command::Store(StoreCmd::Check { repair, user }) => {
+                assert!(repair);
+                assert_eq!(user.as_deref(), Some("a@b.c"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for args in [
+            &["mailctl", "queue", "show"][..],
+            &["mailctl", "queue", "hold"],
+            &["mailctl", "store", "usage"],
+        ] {
+            assert_eq!(Cli::try_parse_from(args).unwrap_err().exit_code(), 2);
         }
     }
 

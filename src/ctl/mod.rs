@@ -8,7 +8,8 @@
 //!
 //! Code map: [`args`] is the command line; [`discover`] finds server, token and CA; [`client`]
 //! speaks HTTP/1.1 over rustls; [`output`] renders tables; [`password`] reads passwords; one
-//! file per command group (`cluster`, `domain`, `user`, `import`, `recipients`); [`pki`] mints
+//! file per command group (`cluster`, `domain`, `user`, `import`, `recipients`, `queue`,
+//! `store`); [`pki`] mints
 //! certificates with no server at all.
 //!
 //! Security note: the HTTPS client trusts only the CA file it was given — never the system
@@ -25,7 +26,9 @@ mod import;
 pub mod output;
 pub mod password;
 pub mod pki;
+mod queue;
 mod recipients;
+mod store;
 mod user;
 
 use std::process::ExitCode;
@@ -152,6 +155,8 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<(), CtlError> {
         Command::Alias(cmd) => recipients::alias(ctx, cmd).await,
         Command::List(cmd) => recipients::list(ctx, cmd).await,
         Command::Resolve { address } => recipients::resolve(ctx, &address).await,
+        Command::Queue(cmd) => queue::run(ctx, cmd).await,
+        Command::Store(cmd) => store::run(ctx, cmd).await,
     }
 }
 
