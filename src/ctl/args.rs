@@ -483,7 +483,10 @@ mod tests {
     #[test]
     fn queue_and_store_verbs_parse() {
         let cli = Cli::try_parse_from(["mailctl", "queue", "flush"]).unwrap();
-        assert!(matches!(cli.command, Command::Queue(QueueCmd::Flush { id: None })));
+        assert!(matches!(
+            cli.command,
+            Command::Queue(QueueCmd::Flush { id: None })
+        ));
         let cli = Cli::try_parse_from(["mailctl", "store", "check", "--repair", "--user", "a@b.c"])
             .unwrap();
         match cli.command {

@@ -9,8 +9,7 @@
 //! Code map: [`args`] is the command line; [`discover`] finds server, token and CA; [`client`]
 //! speaks HTTP/1.1 over rustls; [`output`] renders tables; [`password`] reads passwords; one
 //! file per command group (`cluster`, `domain`, `user`, `import`, `recipients`, `queue`,
-//! `store`); [`pki`] mints
-//! certificates with no server at all.
+//! `store`); [`pki`] mints certificates with no server at all.
 //!
 //! Security note: the HTTPS client trusts only the CA file it was given — never the system
 //! roots — so a token is only ever sent to a server holding a certificate from the cluster CA.

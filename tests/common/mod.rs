@@ -171,6 +171,50 @@ grace_secs = 3
     std::fs::write(path, cfg).unwrap();
 }
 
+/// The `[mail]`, `[queue]` and (with `store`) `[mailstore]` sections for a node on `ip`: MX on
+/// `ip:2525`, local mail over LMTP to `ip:2424`, and a store created at `store` if missing.
+/// `queue` holds extra `[queue]` lines (e.g. `dns_servers`). Append it to the node's config.
+pub fn mail_config(ip: &str, store: Option<&Path>, queue: &str) -> String {
+    let mut cfg = format!(
+        r#"
+[mail]
+mx_listen = "{ip}:2525"
+lmtp_addr = "{ip}:2424"
+
+[queue]
+{queue}
+"#
+    );
+    if let Some(root) = store {
+        cfg.push_str(&format!(
+            r#"
+[mailstore]
+root = "{}"
+lmtp_listen = "{ip}:2424"
+create_if_missing = true
+"#,
+            root.display()
+        ));
+    }
+    cfg
+}
+
+/// Rewrites a node's config as `write_config` made it, plus `extra` (e.g. [`mail_config`]).
+pub fn set_extra_config(c: &TestCluster, id: u64, extra: &str) {
+    let n = &c.nodes[(id - 1) as usize];
+    let data = n.data_dir();
+    let token = c.tmp.path().join("admin.token");
+    let files = Files {
+        data: &data,
+        pki: &c.pki,
+        token: &token,
+    };
+    write_config(&n.config, id, &n.ip, &files, id == 1, &c.tuning);
+    let mut cfg = std::fs::read_to_string(&n.config).unwrap();
+    cfg.push_str(extra);
+    std::fs::write(&n.config, cfg).unwrap();
+}
+
 impl TestCluster {
     /// Prepares `n` nodes on 127.0.`net`.1..=n (not started). Node 1 bootstraps.
     pub fn new(net: u8, n: u64, tuning: Tuning) -> TestCluster {
