@@ -237,52 +237,16 @@ pub(crate) fn count_received(msg: &[u8]) -> u32 {
         .count() as u32
 }
 
-/// An RFC 5322 date in UTC: `Tue, 14 Nov 2023 22:13:20 +0000`.
+/// An RFC 5322 date in UTC (`Tue, 14 Nov 2023 22:13:20 +0000`), formatted like the SMTP
+/// server's `Date:` and `Received:` fields.
 pub(crate) fn rfc5322_date(unix_secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix_secs / 86_400;
-    let rem = unix_secs % 86_400;
-    // Howard Hinnant's days-to-civil, for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} +0000",
-        DAYS[(days % 7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    crate::smtp::rfc5322_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::envelope::{Notify, RcptState};
     use super::*;
-
-    #[test]
-    fn dates() {
-        for (secs, want) in [
-            (0, "Thu, 01 Jan 1970 00:00:00 +0000"),
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 +0000"),
-            (1_700_000_000, "Tue, 14 Nov 2023 22:13:20 +0000"),
-            (4_102_444_799, "Thu, 31 Dec 2099 23:59:59 +0000"),
-        ] {
-            assert_eq!(rfc5322_date(secs), want);
-        }
-    }
 
     #[test]
     fn headers_and_hops() {

@@ -54,6 +54,7 @@ use crate::net::{Conn, Protocol, RejectReason, SessionCtx};
 pub use config::SmtpConfig;
 pub use directory_policy::{rcpt_verdict, sender_verdict, DirectoryPolicy};
 pub use envelope::{BodyType, Envelope, NotifyOn, Orcpt, Recipient, Ret};
+pub(crate) use header::rfc5322_date;
 pub use limiter::AuthLimiter;
 pub use message::{Message, MessageReader};
 pub use policy::{
