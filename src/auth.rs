@@ -44,10 +44,7 @@ pub async fn authenticate(
     password: &str,
 ) -> Result<Login, AuthError> {
     let user = {
-        let dir = cluster
-            .directory()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let dir = cluster.read_directory();
         dir.user(address).cloned()
     };
     let (stored, canonical, enabled) = match &user {

@@ -30,11 +30,7 @@ impl ExpandingAcceptor {
     /// The final recipients of an envelope: local mailboxes and external forwards, each once.
     /// The address the client gave is kept as ORCPT (RFC 3461) when it had none.
     fn expand(&self, recipients: Vec<smtp::Recipient>) -> Vec<smtp::Recipient> {
-        let dir = self
-            .cluster
-            .directory()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let dir = self.cluster.read_directory();
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(recipients.len());
         for r in recipients {
@@ -85,11 +81,7 @@ pub struct DirectoryRouter {
 
 impl Router for DirectoryRouter {
     fn route(&self, recipient: &str) -> Destination {
-        let dir = self
-            .cluster
-            .directory()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let dir = self.cluster.read_directory();
         let domain = recipient
             .rsplit_once('@')
             .map(|(_, d)| d.to_ascii_lowercase())
@@ -119,11 +111,7 @@ pub struct StoreDelivery {
 impl StoreDelivery {
     /// The mailbox owner and quota for an LMTP recipient (the user, or `user+tag`'s user).
     fn owner(&self, rcpt: &Address) -> Option<(String, u64)> {
-        let dir = self
-            .cluster
-            .directory()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let dir = self.cluster.read_directory();
         let user = dir.user(rcpt.as_str()).or_else(|| {
             let (base, _) = rcpt.split_subaddress()?;
             dir.user(base.as_str())

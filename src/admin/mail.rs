@@ -226,11 +226,7 @@ pub(super) async fn store(api: &AdminApi, call: Call<'_>) -> ApiResult {
 
 /// The directory's spelling of a user's address and the user's quota.
 fn directory_user(api: &AdminApi, addr: &str) -> Option<(String, u64)> {
-    let dir = api
-        .cluster
-        .directory()
-        .read()
-        .unwrap_or_else(|p| p.into_inner());
+    let dir = api.cluster.read_directory();
     dir.user(addr).map(|u| (u.address.clone(), u.quota_bytes))
 }
 

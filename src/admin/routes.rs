@@ -50,11 +50,7 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (Some("store"), _) => super::mail::store(api, call).await,
         (Some("resolve"), 2) if m == Method::GET => {
             consistent(api, &call).await?;
-            let dir = api
-                .cluster
-                .directory()
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let dir = api.cluster.read_directory();
             match dir.resolve(call.segs[1]) {
                 Ok(r) => json(StatusCode::OK, &r),
                 Err(e) => Err(ApiError::not_found(e.to_string())),
@@ -151,11 +147,7 @@ async fn domains(api: &AdminApi, call: Call<'_>) -> ApiResult {
     match (call.method, call.segs) {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
-            let dir = api
-                .cluster
-                .directory()
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let dir = api.cluster.read_directory();
             let list: Vec<_> = dir.domains().cloned().collect();
             json(StatusCode::OK, &list)
         }
@@ -279,21 +271,13 @@ async fn users(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
             let domain = query_param(call.query, "domain");
-            let dir = api
-                .cluster
-                .directory()
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let dir = api.cluster.read_directory();
             let list: Vec<UserView> = dir.users(domain.as_deref()).map(UserView::from).collect();
             json(StatusCode::OK, &list)
         }
         (&Method::GET, [_, addr]) => {
             consistent(api, &call).await?;
-            let dir = api
-                .cluster
-                .directory()
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let dir = api.cluster.read_directory();
             match dir.user(addr) {
                 Some(u) => json(StatusCode::OK, &UserView::from(u)),
                 None => Err(ApiError::not_found(format!("no user {addr}"))),
@@ -442,11 +426,7 @@ async fn aliases(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
             let domain = query_param(call.query, "domain");
-            let dir = api
-                .cluster
-                .directory()
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let dir = api.cluster.read_directory();
             let list: Vec<_> = dir.aliases(domain.as_deref()).cloned().collect();
             json(StatusCode::OK, &list)
         }
@@ -481,21 +461,13 @@ async fn lists(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (&Method::GET, [_]) => {
             consistent(api, &call).await?;
             let domain = query_param(call.query, "domain");
-            let dir = api
-                .cluster
-                .directory()
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let dir = api.cluster.read_directory();
             let list: Vec<_> = dir.lists(domain.as_deref()).cloned().collect();
             json(StatusCode::OK, &list)
         }
         (&Method::GET, [_, addr]) => {
             consistent(api, &call).await?;
-            let dir = api
-                .cluster
-                .directory()
-                .read()
-                .unwrap_or_else(|p| p.into_inner());
+            let dir = api.cluster.read_directory();
             match dir.list(addr) {
                 Some(l) => json(StatusCode::OK, l),
                 None => Err(ApiError::not_found(format!("no list {addr}"))),

@@ -194,6 +194,15 @@ impl Cluster {
         &self.inner.directory
     }
 
+    /// Read access to the local directory (see [`Cluster::directory`]). Poisoning is ignored:
+    /// `Directory::apply` validates everything before it changes anything.
+    pub fn read_directory(&self) -> std::sync::RwLockReadGuard<'_, crate::directory::Directory> {
+        self.inner
+            .directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     pub async fn is_initialized(&self) -> bool {
         self.inner.raft.is_initialized().await.unwrap_or(false)
     }

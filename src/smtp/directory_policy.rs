@@ -37,11 +37,7 @@ impl DirectoryPolicy {
     }
 
     fn with_directory<T>(&self, f: impl FnOnce(&Directory) -> T) -> T {
-        let dir = self
-            .cluster
-            .directory()
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let dir = self.cluster.read_directory();
         f(&dir)
     }
 }
