@@ -5,6 +5,7 @@
 //! (EX_USAGE's neighbour EX_DATAERR is 65; we follow the contract of 64). `Config::dev`
 //! builds the embedded defaults of `mailnode --dev`. This module never touches the network.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -67,6 +68,10 @@ pub struct MailSection {
     /// LMTP address of the active mailstore of the `default` group (its virtual IP); local mail
     /// waits in the queue while it is unset or unreachable.
     pub lmtp_addr: Option<SocketAddr>,
+    /// LMTP addresses of the other `mail_host` groups' active mailstores (group name → address),
+    /// for sites with several mailstores; users of a group missing here wait in the queue.
+    #[serde(default)]
+    pub lmtp_groups: BTreeMap<String, SocketAddr>,
     #[serde(default = "d_mail_connections")]
     pub max_connections: usize,
     #[serde(default = "d_mail_per_ip")]
@@ -82,6 +87,7 @@ impl Default for MailSection {
             submission_listen: None,
             submissions_listen: None,
             lmtp_addr: None,
+            lmtp_groups: BTreeMap::new(),
             max_connections: d_mail_connections(),
             max_per_ip: d_mail_per_ip(),
             idle_timeout_secs: d_mail_idle(),
@@ -404,6 +410,16 @@ impl Config {
         }
         if self.mail.idle_timeout_secs == 0 {
             return Err(bad("mail.idle_timeout_secs", "must be positive".into()));
+        }
+        if self
+            .mail
+            .lmtp_groups
+            .contains_key(crate::directory::DEFAULT_MAIL_HOST)
+        {
+            return Err(bad(
+                "mail.lmtp_groups",
+                "the default group's address is mail.lmtp_addr".into(),
+            ));
         }
         // Every listener on its own address.
         let mut seen: Vec<(&str, SocketAddr)> = Vec::new();

@@ -18,7 +18,7 @@ use crate::cluster::Cluster;
 use crate::directory::Address;
 use crate::queue::{Destination, Queue, Router};
 use crate::smtp::{self, AcceptError, DeliveryError, LmtpDelivery, Orcpt};
-use crate::store::{Flags, Store, StoreError};
+use crate::store::{DeliveryTarget, Flags, Store, StoreError, INBOX};
 
 /// Expands recipients through the directory, then queues.
 pub struct ExpandingAcceptor {
@@ -137,25 +137,40 @@ impl LmtpDelivery for StoreDelivery {
                     .collect();
             }
         };
-        let mut results = Vec::with_capacity(envelope.recipients.len());
-        for r in &envelope.recipients {
-            let Some((user, quota)) = self.owner(&r.address) else {
-                results.push(Err(DeliveryError::UnknownUser));
+        // One write of the content, linked into every recipient's INBOX. With the client's
+        // XDELIVERY id, each recipient's delivery is keyed, so a retry is stored once.
+        let mut results: Vec<Result<(), DeliveryError>> = Vec::new();
+        let mut targets = Vec::new();
+        let mut slots = Vec::new();
+        for (i, r) in envelope.recipients.iter().enumerate() {
+            results.push(Ok(()));
+            let Some((user, quota_bytes)) = self.owner(&r.address) else {
+                results[i] = Err(DeliveryError::UnknownUser);
                 continue;
             };
-            let result = self
-                .store
-                .deliver(&user, "INBOX", bytes.clone(), Flags::default(), None, quota)
-                .await;
-            results.push(result.map(drop).map_err(|e| match e {
+            slots.push(i);
+            targets.push(DeliveryTarget {
+                user,
+                mailbox: INBOX.to_string(),
+                flags: Flags::default(),
+                quota_bytes,
+                key: envelope
+                    .delivery
+                    .as_ref()
+                    .map(|id| format!("{id}\n{}", r.address.as_str())),
+            });
+        }
+        let stored = self.store.deliver_many(bytes, None, &targets).await;
+        for ((i, t), result) in slots.into_iter().zip(&targets).zip(stored) {
+            results[i] = result.map(drop).map_err(|e| match e {
                 StoreError::QuotaExceeded { .. } => DeliveryError::QuotaExceeded,
                 StoreError::NoSpace { .. } => DeliveryError::NoSpace,
                 e if e.is_temporary() => {
-                    tracing::warn!(user = %user, error = %e, "LMTP delivery failed; the queue retries");
+                    tracing::warn!(user = %t.user, error = %e, "LMTP delivery failed; the queue retries");
                     DeliveryError::Temporary(e.to_string())
                 }
                 e => DeliveryError::Permanent(e.to_string()),
-            }));
+            });
         }
         results
     }

@@ -282,12 +282,16 @@ impl Node {
 
         // Mail: the queue on the local disk; the store and LMTP where this node serves one.
         let lmtp_addr = cfg.mail.lmtp_addr;
+        let lmtp_groups = cfg.mail.lmtp_groups.clone();
         let resolver: crate::queue::LmtpResolver = Arc::new(move |group: &str| {
-            (group == crate::directory::DEFAULT_MAIL_HOST)
-                .then_some(lmtp_addr)
-                .flatten()
+            if group == crate::directory::DEFAULT_MAIL_HOST {
+                lmtp_addr
+            } else {
+                lmtp_groups.get(group).copied()
+            }
         });
-        let transport = Queue::default_transport(&cfg.queue, resolver)?;
+        let origin = format!("n{}", cfg.node.id);
+        let transport = Queue::default_transport(&cfg.queue, resolver, &origin)?;
         let router = Arc::new(DirectoryRouter {
             cluster: cluster.clone(),
         });

@@ -1,6 +1,6 @@
 //! Mail end to end through a real node: SMTP MX → queue → LMTP → message store, with aliases
-//! expanded on the way, and a kill -9 of the node in the middle of a load: every message that got
-//! a `250` is in the mailbox afterwards.
+//! expanded on the way, and kill -9 of the node three times in the middle of a load: every message
+//! that got a `250` is in the mailbox afterwards, exactly once.
 
 mod common;
 
@@ -161,14 +161,16 @@ async fn acknowledged_mail_survives_kill_9_and_reaches_the_mailbox() {
             }
         }
     };
-    wait_acked(30).await;
-    c.node(1).kill9();
-    let before_kill: std::collections::HashSet<String> =
-        acked.lock().unwrap().iter().cloned().collect();
-    let at_kill = before_kill.len();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    c.node(1).start();
-    api.wait_ready(Duration::from_secs(20)).await;
+    // Three kills, each with deliveries in flight between the store and the queue.
+    let mut at_kill = 0;
+    for _ in 0..3 {
+        wait_acked(at_kill + 30).await;
+        c.node(1).kill9();
+        at_kill = acked.lock().unwrap().len();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.node(1).start();
+        api.wait_ready(Duration::from_secs(20)).await;
+    }
     wait_acked(at_kill + 30).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for cl in clients {
@@ -191,23 +193,17 @@ async fn acknowledged_mail_survives_kill_9_and_reaches_the_mailbox() {
         "{} acknowledged messages lost: {missing:?}",
         missing.len()
     );
-    // The queue delivers at least once, not exactly once: a kill between the store's 250 and the
-    // queue's durable record of it repeats that delivery after the restart. Only deliveries in
-    // flight at the kill can repeat: messages acknowledged before it, at most one per LMTP
-    // connection slot (queue.destination_concurrency, 20 by default), each at most twice.
+    // Exactly once: a kill between the store's 250 and the queue's durable record of it makes
+    // the queue deliver again after the restart, and the store recognises the retry by its
+    // XDELIVERY id. (A message whose 250 the kill swallowed may be delivered though not
+    // acknowledged; it is still delivered once.)
     let duplicated: Vec<(&String, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
     eprintln!(
-        "{} messages acknowledged, {} repeated by the kill: {duplicated:?}",
+        "{} messages acknowledged, {} delivered, {} more than once",
         acked.len(),
+        seen.len(),
         duplicated.len()
     );
-    assert!(duplicated.len() <= 20, "{duplicated:?}");
-    for (tag, n) in &duplicated {
-        assert_eq!(**n, 2, "{tag} delivered {n} times");
-        assert!(
-            before_kill.contains(*tag),
-            "{tag} was accepted after the restart yet delivered twice"
-        );
-    }
-    assert!(acked.len() >= 60);
+    assert!(duplicated.is_empty(), "delivered twice: {duplicated:?}");
+    assert!(acked.len() >= 120);
 }

@@ -254,6 +254,8 @@ fn reply_status(r: &Reply, ok: RcptStatus) -> RcptStatus {
 
 /// Runs MAIL / RCPT* / DATA for `d` on an open session whose EHLO/LHLO reply was `caps`.
 /// `ok` is the status given to accepted recipients ([`RcptStatus::Delivered`] for LMTP).
+/// `delivery_id` is sent as `XDELIVERY=` when the server offers it (our LMTP server), so a
+/// retry of this delivery after a lost reply or a crash is stored once.
 pub(crate) async fn transaction(
     s: &mut Session,
     d: &Delivery,
@@ -261,6 +263,7 @@ pub(crate) async fn transaction(
     lmtp: bool,
     ok: RcptStatus,
     data_timeout: Duration,
+    delivery_id: Option<&str>,
 ) -> TxnOutcome {
     let n = d.recipients.len();
     let peer = s.peer.clone();
@@ -308,6 +311,9 @@ pub(crate) async fn transaction(
         if let Some(envid) = &d.envid {
             mail.push_str(&format!(" ENVID={}", xtext(envid)));
         }
+    }
+    if let Some(id) = delivery_id.filter(|_| caps.xdelivery) {
+        mail.push_str(&format!(" XDELIVERY={}", xtext(id)));
     }
     let reply = match s.command(&mail).await {
         Ok(r) => r,

@@ -26,6 +26,9 @@ pub type LmtpResolver = Arc<dyn Fn(&str) -> Option<SocketAddr> + Send + Sync>;
 pub struct LmtpTransport {
     resolve: LmtpResolver,
     hostname: String,
+    /// Names this queue in delivery ids (`<origin>.<queue id>`): queue ids are unique per
+    /// node, so the store can tell one node's retry from another node's message.
+    origin: String,
     connect_timeout: Duration,
     timeout: Duration,
     data_timeout: Duration,
@@ -33,10 +36,12 @@ pub struct LmtpTransport {
 
 impl LmtpTransport {
     /// An agent using `config`'s hostname and timeouts, asking `resolve` for each group.
-    pub fn new(config: &QueueConfig, resolve: LmtpResolver) -> LmtpTransport {
+    /// `origin` names this node's queue in delivery ids (the node id; unique in the cluster).
+    pub fn new(config: &QueueConfig, resolve: LmtpResolver, origin: &str) -> LmtpTransport {
         LmtpTransport {
             resolve,
             hostname: config.hostname.clone(),
+            origin: origin.to_string(),
             connect_timeout: config.connect_timeout(),
             timeout: config.command_timeout(),
             data_timeout: config.data_timeout(),
@@ -78,6 +83,7 @@ impl LmtpTransport {
             }
             Err(e) => return temp(&format!("4.4.2 mailstore {group}: {e}"), Some(&peer)),
         };
+        let delivery_id = format!("{}.{}", self.origin, d.id);
         let out = transaction(
             &mut s,
             d,
@@ -85,6 +91,7 @@ impl LmtpTransport {
             true,
             RcptStatus::Delivered,
             self.data_timeout,
+            Some(&delivery_id),
         )
         .await;
         s.quit().await;

@@ -171,9 +171,10 @@ impl Queue {
     pub fn default_transport(
         config: &QueueConfig,
         lmtp: LmtpResolver,
+        origin: &str,
     ) -> Result<Arc<dyn Transport>, QueueError> {
         Ok(Arc::new(Dispatch {
-            lmtp: Arc::new(LmtpTransport::new(config, lmtp)),
+            lmtp: Arc::new(LmtpTransport::new(config, lmtp, origin)),
             smtp: Arc::new(SmtpTransport::new(config)?),
         }))
     }

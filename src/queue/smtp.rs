@@ -194,7 +194,7 @@ impl SmtpTransport {
         let ok = RcptStatus::Relayed {
             dsn_passed: caps.dsn,
         };
-        let out = transaction(&mut s, d, &caps, false, ok, self.cfg.data_timeout()).await;
+        let out = transaction(&mut s, d, &caps, false, ok, self.cfg.data_timeout(), None).await;
         s.quit().await;
         let all_temp = out
             .results

@@ -120,6 +120,8 @@ pub(crate) struct Capabilities {
     pub eightbitmime: bool,
     pub smtputf8: bool,
     pub dsn: bool,
+    /// Our LMTP server's `XDELIVERY`: MAIL FROM may carry an idempotency id.
+    pub xdelivery: bool,
 }
 
 impl Capabilities {
@@ -135,6 +137,7 @@ impl Capabilities {
                 "8BITMIME" => caps.eightbitmime = true,
                 "SMTPUTF8" => caps.smtputf8 = true,
                 "DSN" => caps.dsn = true,
+                "XDELIVERY" => caps.xdelivery = true,
                 _ => {}
             }
         }

@@ -190,6 +190,7 @@ mod tests {
             ret: None,
             envid: None,
             auth: None,
+            delivery: None,
         }
     }
 
@@ -227,6 +228,13 @@ mod tests {
             (
                 "MAIL FROM:<a@b.org> size=1234 BODY=8bitmime SMTPUTF8 RET=HDRS ENVID=QQ314159+20x",
                 Command::Mail(full),
+            ),
+            (
+                "MAIL FROM:<a@b.org> XDELIVERY=n1.0123+2Fx",
+                Command::Mail(MailFrom {
+                    delivery: Some("n1.0123/x".into()),
+                    ..mail_from(mbox("a@b.org"))
+                }),
             ),
             (
                 "MAIL FROM:<a@b.org> AUTH=<>",
@@ -326,6 +334,11 @@ mod tests {
             ),
             (b"MAIL FROM:<a@b.org> ENVID=a=b", BadParameter("ENVID")),
             (b"MAIL FROM:<a@b.org> ENVID=+zz", BadParameter("ENVID")),
+            (b"MAIL FROM:<a@b.org> XDELIVERY=", BadParameter("XDELIVERY")),
+            (
+                b"MAIL FROM:<a@b.org> XDELIVERY=a XDELIVERY=b",
+                BadParameter("XDELIVERY"),
+            ),
             (
                 b"MAIL FROM:<a@b.org> XFORWARD=1",
                 UnknownParameter("XFORWARD".into()),

@@ -82,6 +82,9 @@ pub struct Envelope {
     pub ret: Option<Ret>,
     /// `ENVID=`, decoded.
     pub envid: Option<String>,
+    /// `XDELIVERY=` (LMTP): the client's id for this delivery, so a retry is stored once.
+    #[serde(default)]
+    pub delivery: Option<String>,
     /// The authenticated user (submission), canonical address.
     pub auth_user: Option<String>,
     /// The client's HELO/EHLO/LHLO name.

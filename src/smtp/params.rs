@@ -16,6 +16,8 @@ use super::envelope::{BodyType, NotifyOn, Orcpt, Ret};
 pub const MAX_ENVID: usize = 100;
 /// Longest `ORCPT` address once decoded (RFC 3461 §4.2 allows 500 octets).
 pub const MAX_ORCPT: usize = 500;
+/// Longest `XDELIVERY` id once decoded.
+pub const MAX_DELIVERY_ID: usize = 128;
 
 /// The reverse path of `MAIL FROM`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub struct MailFrom {
     pub envid: Option<String>,
     /// `AUTH=` (RFC 4954 §5), xtext-decoded; accepted and ignored.
     pub auth: Option<String>,
+    /// `XDELIVERY=` (LMTP only, our own extension), xtext-decoded: the sending queue's id for
+    /// this delivery, so the store stores a retried delivery once (see `store::once`).
+    pub delivery: Option<String>,
 }
 
 /// `RCPT TO` and its parameters.
@@ -139,6 +144,7 @@ pub(super) fn mail(rest: &str) -> Result<Command, ParseError> {
         ret: None,
         envid: None,
         auth: None,
+        delivery: None,
     };
     for (key, value) in params(rest) {
         match (key.as_str(), value) {
@@ -175,7 +181,14 @@ pub(super) fn mail(rest: &str) -> Result<Command, ParseError> {
                 let who = xtext_decode(v).ok_or(ParseError::BadParameter("AUTH"))?;
                 set_once(&mut m.auth, who, "AUTH")?;
             }
-            ("SIZE" | "BODY" | "RET" | "ENVID" | "AUTH", None) => {
+            ("XDELIVERY", Some(v)) => {
+                let id = xtext_decode(v).ok_or(ParseError::BadParameter("XDELIVERY"))?;
+                if id.is_empty() || id.len() > MAX_DELIVERY_ID {
+                    return Err(ParseError::BadParameter("XDELIVERY"));
+                }
+                set_once(&mut m.delivery, id, "XDELIVERY")?;
+            }
+            ("SIZE" | "BODY" | "RET" | "ENVID" | "AUTH" | "XDELIVERY", None) => {
                 return Err(ParseError::BadParameter("value missing"))
             }
             _ => return Err(ParseError::UnknownParameter(key)),

@@ -334,7 +334,10 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             lines.push("AUTH PLAIN LOGIN".into());
         }
         lines.push("CHUNKING".into());
-        if !lmtp {
+        if lmtp {
+            // Our own extension: MAIL FROM's XDELIVERY=<id> makes a retried delivery idempotent.
+            lines.push("XDELIVERY".into());
+        } else {
             lines.push("DSN".into());
         }
         Reply::bare(250, lines.join("\n"))
@@ -387,6 +390,9 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             return bad_sequence("nested MAIL command");
         }
         let mode = self.shared.mode;
+        if m.delivery.is_some() && mode != Mode::Lmtp {
+            return Reply::from(&command::ParseError::UnknownParameter("XDELIVERY".into()));
+        }
         if mode == Mode::Submission && self.auth_user.is_none() {
             return Verdict::AuthRequired.reply("");
         }

@@ -355,6 +355,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             smtputf8: tx.mail.smtputf8,
             ret: tx.mail.ret,
             envid: tx.mail.envid,
+            delivery: tx.mail.delivery,
             auth_user: self.auth_user.clone(),
             helo: self
                 .helo

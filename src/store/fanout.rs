@@ -20,6 +20,7 @@ use super::flags::Flags;
 use super::fsio::{create_new, fsync_dir, remove_if_exists, system_time, unique_name, Step};
 use super::mailbox::{Mailbox, NewMessage};
 use super::names::INBOX;
+use super::once::once;
 use super::user::UserState;
 use super::write::{link_or_copy, rename_not_found, write_source, Delivered, MessageSource};
 use super::{Shared, Store};
@@ -36,6 +37,9 @@ pub struct DeliveryTarget {
     pub flags: Flags,
     /// The user's quota in bytes (0 = unlimited).
     pub quota_bytes: u64,
+    /// Idempotency key (the LMTP client's queue id and recipient): a target whose key this
+    /// user has already received is answered with the first result and not stored again.
+    pub key: Option<String>,
 }
 
 /// Writes the content once, durably, under the store's `tmp/`.
@@ -71,11 +75,16 @@ fn stage_shared(
     }
 }
 
-/// Links the staged file into `mb`'s `msg/` durably; the name stays in-flight until the
-/// caller commits or gives up.
-fn link_in(user: &UserState, mb: &Mailbox, staged: &Path) -> Result<Arc<str>, StoreError> {
+/// Links the staged file into `mb`'s `msg/` durably as `name` (default: a unique name); the
+/// name stays in-flight until the caller commits or gives up.
+fn link_in(
+    user: &UserState,
+    mb: &Mailbox,
+    staged: &Path,
+    name: Option<Arc<str>>,
+) -> Result<Arc<str>, StoreError> {
     let sh = &user.sh;
-    let name: Arc<str> = unique_name().into();
+    let name: Arc<str> = name.unwrap_or_else(|| unique_name().into());
     user.inflight_add(&name);
     let dest = mb.msg_dir.join(&*name);
     let res = (|| {
@@ -95,7 +104,7 @@ fn link_in(user: &UserState, mb: &Mailbox, staged: &Path) -> Result<Arc<str>, St
     Ok(name)
 }
 
-/// One recipient: quota, link, commit. Blocking.
+/// One recipient, at most once per key. Blocking.
 fn deliver_one(
     user: &UserState,
     t: &DeliveryTarget,
@@ -105,6 +114,21 @@ fn deliver_one(
     crc: u32,
     date: i64,
 ) -> Result<Delivered, StoreError> {
+    once(&user.deliveries, t.key.as_deref(), |file| {
+        link_and_commit(user, t, name, staged, (size, crc), date, file)
+    })
+}
+
+/// One recipient: quota, link, commit. Blocking.
+fn link_and_commit(
+    user: &UserState,
+    t: &DeliveryTarget,
+    name: &str,
+    staged: &Path,
+    (size, crc): (u64, u32),
+    date: i64,
+    file: Option<Arc<str>>,
+) -> Result<Delivered, StoreError> {
     let cfg = &user.sh.config;
     t.flags.validate(cfg.max_keywords, cfg.max_keyword_len)?;
     if name == INBOX {
@@ -112,7 +136,7 @@ fn deliver_one(
     }
     let (mb, _) = user.mailbox(name)?;
     user.usage.reserve(size, t.quota_bytes)?;
-    let file = match link_in(user, &mb, staged) {
+    let file = match link_in(user, &mb, staged, file) {
         Ok(f) => f,
         Err(e) => {
             user.usage.release(size, 0);
@@ -153,17 +177,7 @@ impl Store {
         let src = message.into();
         let date = internal_date.unwrap_or_else(super::fsio::now_secs);
         if let [t] = targets {
-            return vec![
-                self.deliver(
-                    &t.user,
-                    &t.mailbox,
-                    src,
-                    t.flags.clone(),
-                    Some(date),
-                    t.quota_bytes,
-                )
-                .await,
-            ];
+            return vec![self.deliver_target(t.clone(), src, date).await];
         }
         if targets.is_empty() {
             return Vec::new();

@@ -186,6 +186,7 @@ impl MailboxHandle {
                     date,
                     quota_bytes,
                     h.origin,
+                    None,
                 )
             })
             .await

@@ -30,6 +30,7 @@ mod index;
 mod mailbox;
 mod manage;
 mod names;
+mod once;
 mod record;
 mod recover;
 mod user;
@@ -330,15 +331,33 @@ impl Store {
         internal_date: Option<i64>,
         quota_bytes: u64,
     ) -> Result<Delivered, StoreError> {
-        let name = self.normalize(mailbox)?;
-        let src = message.into();
+        let target = DeliveryTarget {
+            user: user.to_string(),
+            mailbox: mailbox.to_string(),
+            flags,
+            quota_bytes,
+            key: None,
+        };
         let date = internal_date.unwrap_or_else(fsio::now_secs);
-        self.with_user(user, move |u| {
-            if name == INBOX {
-                u.ensure_inbox()?;
-            }
-            let (mb, _) = u.mailbox(&name)?;
-            write::append_blocking(u, &mb, &name, &src, flags, date, quota_bytes, 0)
+        self.deliver_target(target, message.into(), date).await
+    }
+
+    /// One delivery, at most once per `target.key`.
+    async fn deliver_target(
+        &self,
+        t: DeliveryTarget,
+        src: MessageSource,
+        date: i64,
+    ) -> Result<Delivered, StoreError> {
+        let name = self.normalize(&t.mailbox)?;
+        self.with_user(&t.user, move |u| {
+            once::once(&u.deliveries, t.key.as_deref(), |file| {
+                if name == INBOX {
+                    u.ensure_inbox()?;
+                }
+                let (mb, _) = u.mailbox(&name)?;
+                write::append_blocking(u, &mb, &name, &src, t.flags, date, t.quota_bytes, 0, file)
+            })
         })
         .await
     }

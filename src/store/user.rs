@@ -26,6 +26,8 @@ use super::error::{at, StoreError};
 use super::fsio::{list_dir, now_secs, remove_if_exists, write_atomic};
 use super::mailbox::Mailbox;
 use super::names::{normalize_mailbox, user_dir_name};
+use super::once::Deliveries;
+use super::write::Delivered;
 use super::recover;
 use super::Shared;
 
@@ -214,6 +216,8 @@ pub(crate) struct UserState {
     pub inflight: Mutex<HashSet<Arc<str>>>,
     /// What loading repaired.
     pub load_findings: Vec<Finding>,
+    /// Keyed deliveries already stored, so a retry is not stored twice (module `once`).
+    pub deliveries: Mutex<Deliveries>,
 }
 
 pub(crate) struct UserInner {
@@ -475,6 +479,18 @@ pub(crate) fn load(
             tracing::info!(user = name, mailbox = ?f.mailbox, kind = ?f.kind, detail = %f.detail, "crash leftover repaired at load");
         }
     }
+    let mut deliveries = Deliveries::default();
+    for mb in open.values() {
+        let snap = mb.lock()?.snapshot();
+        for m in snap.messages.iter() {
+            let d = Delivered {
+                uid: m.uid,
+                uidvalidity: snap.uidvalidity,
+                size: m.size,
+            };
+            deliveries.remember_file(&m.file, d);
+        }
+    }
     Ok(UserState {
         name: name.to_string(),
         dir,
@@ -487,6 +503,7 @@ pub(crate) fn load(
         }),
         inflight: Mutex::new(HashSet::new()),
         load_findings: found,
+        deliveries: Mutex::new(deliveries),
     })
 }
 

@@ -124,16 +124,18 @@ pub(crate) fn write_source(
     }
 }
 
-/// Writes a message durably into `mb`'s `msg/` (not yet indexed). The name stays in the
-/// user's in-flight set until the caller has committed or given up.
+/// Writes a message durably into `mb`'s `msg/` (not yet indexed) as `name` (default: a
+/// unique name). The name stays in the user's in-flight set until the caller has committed or
+/// given up.
 fn stage(
     user: &UserState,
     mb: &Mailbox,
     src: &MessageSource,
     date: i64,
+    name: Option<Arc<str>>,
 ) -> Result<(Arc<str>, u64, u32), StoreError> {
     let sh = &user.sh;
-    let name: Arc<str> = unique_name().into();
+    let name: Arc<str> = name.unwrap_or_else(|| unique_name().into());
     user.inflight_add(&name);
     let tmp = user.dir.join("tmp").join(&*name);
     let dest = mb.msg_dir.join(&*name);
@@ -166,7 +168,8 @@ fn stage(
     }
 }
 
-/// The whole append: quota, stage, commit. Blocking.
+/// The whole append: quota, stage, commit. Blocking. `file` names the message file (a keyed
+/// delivery's name, module `once`); `None` picks a unique one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn append_blocking(
     user: &UserState,
@@ -177,6 +180,7 @@ pub(crate) fn append_blocking(
     internal_date: i64,
     quota_bytes: u64,
     origin: u64,
+    file: Option<Arc<str>>,
 ) -> Result<Delivered, StoreError> {
     let cfg = &user.sh.config;
     flags.validate(cfg.max_keywords, cfg.max_keyword_len)?;
@@ -188,7 +192,7 @@ pub(crate) fn append_blocking(
         });
     }
     user.usage.reserve(estimate, quota_bytes)?;
-    let (file, size, crc) = match stage(user, mb, src, internal_date) {
+    let (file, size, crc) = match stage(user, mb, src, internal_date, file) {
         Ok(v) => v,
         Err(e) => {
             user.usage.release(estimate, 0);

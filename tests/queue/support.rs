@@ -50,7 +50,7 @@ pub fn lmtp_resolver(addr: Arc<Mutex<Option<SocketAddr>>>) -> LmtpResolver {
 }
 
 pub async fn start(cfg: QueueConfig, dir: &Path, lmtp: Arc<Mutex<Option<SocketAddr>>>) -> Queue {
-    let transport = Queue::default_transport(&cfg, lmtp_resolver(lmtp)).unwrap();
+    let transport = Queue::default_transport(&cfg, lmtp_resolver(lmtp), "n1").unwrap();
     Queue::start(cfg, dir, router(), transport).await.unwrap()
 }
 

@@ -11,7 +11,7 @@ use crate::store::fsio::Step;
 
 use super::*;
 
-fn crash_at(store: &Store, step: Step) {
+pub(super) fn crash_at(store: &Store, step: Step) {
     *store.faults().hook.lock().unwrap() = Some(Arc::new(move |s| {
         if s == step {
             panic!("simulated crash at {s:?}");
@@ -30,7 +30,7 @@ pub(super) fn clear_faults(store: &Store) {
     *store.faults().hook.lock().unwrap() = None;
 }
 
-const DELIVERY: [Step; 6] = [
+pub(super) const DELIVERY: [Step; 6] = [
     Step::MessageWritten,
     Step::MessageSynced,
     Step::MessageLinked,

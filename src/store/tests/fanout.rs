@@ -12,6 +12,7 @@ fn target(user: &str, mailbox: &str, quota_bytes: u64) -> DeliveryTarget {
         mailbox: mailbox.into(),
         flags: Flags::new(),
         quota_bytes,
+        key: None,
     }
 }
 

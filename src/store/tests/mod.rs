@@ -7,6 +7,7 @@ mod crash;
 mod damage;
 mod fanout;
 mod mailboxes;
+mod once;
 
 use std::path::Path;
 
