@@ -27,8 +27,8 @@ use super::fsio::{list_dir, now_secs, remove_if_exists, write_atomic};
 use super::mailbox::Mailbox;
 use super::names::{normalize_mailbox, user_dir_name};
 use super::once::Deliveries;
-use super::write::Delivered;
 use super::recover;
+use super::write::Delivered;
 use super::Shared;
 
 /// The user's mailbox list file.
