@@ -129,7 +129,8 @@ fn a_message_dir(root: &Path) -> PathBuf {
 }
 
 fn queue_entry(list: &Value) -> Option<&Value> {
-    list.as_array()?
+    list["entries"]
+        .as_array()?
         .iter()
         .find(|e| e["recipients"].as_array().is_some_and(|r| r == &[REMOTE]))
 }
@@ -273,6 +274,44 @@ async fn queue_and_store_verbs_end_to_end() {
         .await;
     assert_eq!(s, 404, "{v}");
     assert!(v["hint"].as_str().unwrap().contains("mailctl queue list"));
+
+    // Pages: oldest first, a cursor to the next page, the counters of the whole queue.
+    smtplib(&ip, "fwd@example.org", "second");
+    let list = ctl.wait_json(&["queue", "list"], "a second queued message", |v| {
+        v["stats"]["messages"] == 2 && v["stats"]["active"] == 0
+    });
+    let second = list["entries"][1]["id"].as_str().unwrap().to_string();
+    assert_eq!(list["entries"][0]["id"], id.as_str());
+    assert!(list["next_after"].is_null());
+    assert!(list["stats"]["oldest_age_secs"].as_u64().is_some());
+    let (out, _) = ctl.expect(0, &["queue", "list", "--limit", "1"]);
+    assert!(out.contains(&id) && !out.contains(&second), "{out}");
+    assert!(
+        out.contains(&format!(
+            "more after this page: mailctl queue list --after {id}"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 messages — 0 active, 2 waiting, 0 held"),
+        "{out}"
+    );
+    let (out, _) = ctl.expect(0, &["queue", "list", "--after", &id, "--limit", "1"]);
+    assert!(
+        out.contains(&second) && out.contains("(last page)"),
+        "{out}"
+    );
+    ctl.expect(2, &["queue", "list", "--limit", "0"]);
+    ctl.expect(2, &["queue", "list", "--after", "nope"]);
+    let (s, v) = api.call("GET", "/api/queue?limit=100000", None).await;
+    assert_eq!(s, 400, "{v}");
+    let (out, _) = ctl.expect(0, &["status"]);
+    assert!(
+        out.contains("mail queue (this node): 2 messages — 0 active, 2 waiting, 0 held"),
+        "{out}"
+    );
+    assert_eq!(ctl.json(&["status"])["queue"]["messages"], 2);
+    ctl.expect(0, &["queue", "delete", &second]);
 
     // Delete.
     let (out, _) = ctl.expect(0, &["queue", "delete", &id]);

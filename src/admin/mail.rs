@@ -126,7 +126,11 @@ pub(super) async fn queue(api: &AdminApi, call: Call<'_>) -> ApiResult {
             .with_hint("run the command against a node that takes mail (see `mailctl status`)")
     })?;
     match (call.method, call.segs) {
-        (&Method::GET, [_]) => json(StatusCode::OK, &q.list().await.map_err(queue_error)?),
+        (&Method::GET, [_]) => {
+            let (after, limit) = page_params(call.query)?;
+            let page = q.list_page(after.as_ref(), limit).await;
+            json(StatusCode::OK, &page.map_err(queue_error)?)
+        }
         (&Method::POST, [_, "flush"]) => flushed(q, None).await,
         (&Method::GET, [_, id]) => {
             let id = parse_id(id)?;
@@ -147,6 +151,29 @@ pub(super) async fn queue(api: &AdminApi, call: Call<'_>) -> ApiResult {
         }
         _ => Err(super::routes::no_route(&call)),
     }
+}
+
+/// Messages per page of `GET /api/queue` unless `limit=` says otherwise, and the most.
+pub const PAGE_DEFAULT: usize = 1000;
+pub const PAGE_MAX: usize = 10_000;
+
+/// `after=ID&limit=N` of a queue listing.
+fn page_params(query: &str) -> Result<(Option<QueueId>, usize), ApiError> {
+    let after = super::query_param(query, "after")
+        .map(|a| parse_id(&a))
+        .transpose()?;
+    let limit = match super::query_param(query, "limit") {
+        None => PAGE_DEFAULT,
+        Some(n) => match n.parse::<usize>() {
+            Ok(n) if (1..=PAGE_MAX).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a number from 1 to {PAGE_MAX}"
+                )))
+            }
+        },
+    };
+    Ok((after, limit))
 }
 
 async fn flushed(q: &Queue, id: Option<&QueueId>) -> ApiResult {
@@ -277,6 +304,23 @@ fn store_error(e: StoreError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_parameters_are_validated() {
+        assert_eq!(page_params("").unwrap(), (None, PAGE_DEFAULT));
+        let id = "0005f0e1d2c3b4a50001";
+        let (after, limit) = page_params(&format!("after={id}&limit=5")).unwrap();
+        assert_eq!((after.unwrap().as_str(), limit), (id, 5));
+        for bad in [
+            "limit=0",
+            "limit=10001",
+            "limit=x",
+            "after=../etc",
+            "after=",
+        ] {
+            assert!(page_params(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn queue_ids_are_validated_before_use() {

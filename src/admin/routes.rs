@@ -35,7 +35,18 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
     let m = call.method;
     match (call.segs.first().copied(), call.segs.len()) {
         (Some("status"), 1) if m == Method::GET => {
-            json(StatusCode::OK, &api.cluster.status().await)
+            let internal = |e: serde_json::Error| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            };
+            let mut status = serde_json::to_value(api.cluster.status().await).map_err(internal)?;
+            // This node's own mail queue (each node has its own, on its local disk).
+            if let (Some(q), Some(obj)) = (&api.queue, status.as_object_mut()) {
+                obj.insert(
+                    "queue".into(),
+                    serde_json::to_value(q.stats()).map_err(internal)?,
+                );
+            }
+            json(StatusCode::OK, &status)
         }
         (Some("cluster"), 2) if call.segs[1] == "bootstrap" && m == Method::POST => {
             api.cluster.bootstrap().await?;

@@ -379,9 +379,16 @@ pub enum ListCmd {
 /// `mailctl queue …` (each node has its own queue: these act on the --server node's).
 #[derive(Debug, Subcommand)]
 pub enum QueueCmd {
-    /// List queued messages, oldest first.
+    /// List queued messages, oldest first, a page at a time.
     #[command(visible_alias = "ls")]
-    List,
+    List {
+        /// Messages per page (1 to 10000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+        limit: u64,
+        /// Start after this queue id (the id the previous page ended with).
+        #[arg(long)]
+        after: Option<String>,
+    },
     /// Show one message: envelope, each recipient's state, and its headers.
     Show {
         /// The queue id (from `mailctl queue list`).

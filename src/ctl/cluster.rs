@@ -112,6 +112,20 @@ pub(crate) fn render_status(status: &Value) -> String {
              first node, then `mailctl node add` the others from there\n",
         );
     }
+    if let Some(q) = get("queue").filter(|q| q.is_object()) {
+        let n = |k: &str| text(q.get(k));
+        let oldest = q
+            .get("oldest_age_secs")
+            .and_then(Value::as_u64)
+            .map_or("-".to_owned(), super::queue::duration);
+        out.push_str(&format!(
+            "\nmail queue (this node): {} messages — {} active, {} waiting, {} held; oldest {oldest}\n",
+            n("messages"),
+            n("active"),
+            n("waiting"),
+            n("held"),
+        ));
+    }
     if !nodes.is_empty() {
         out.push('\n');
         out.push_str(&node_table(nodes, get("leader")).render());

@@ -15,7 +15,7 @@ use super::args::QueueCmd;
 use super::client::parse_json;
 use super::output::{self, fields, Table};
 use super::{CtlError, Ctx};
-use crate::queue::{MessageState, QueueDetail, QueueEntry, QueueId, RcptState};
+use crate::queue::{MessageState, QueueDetail, QueueEntry, QueueId, QueuePage, RcptState};
 
 /// Longest error text shown in a table cell; `queue show` and `--json` give it whole.
 const ERROR_CELL: usize = 60;
@@ -23,16 +23,18 @@ const ERROR_CELL: usize = 60;
 pub(crate) async fn run(ctx: &Ctx, cmd: QueueCmd) -> Result<(), CtlError> {
     let c = &ctx.client;
     let (body, done) = match cmd {
-        QueueCmd::List => {
-            let body = c.get("/api/queue").await?;
+        QueueCmd::List { limit, after } => {
+            let mut path = format!("/api/queue?limit={limit}");
+            if let Some(after) = &after {
+                let id = QueueId::parse(after).ok_or_else(|| bad_id(after))?;
+                path.push_str(&format!("&after={id}"));
+            }
+            let body = c.get(&path).await?;
             if ctx.json {
                 return output::stdout(&output::json(&body));
             }
-            let entries: Vec<QueueEntry> = typed(&body)?;
-            if entries.is_empty() {
-                return output::stdout("the queue is empty\n");
-            }
-            return output::stdout(&queue_table(&entries).render());
+            let page: QueuePage = typed(&body)?;
+            return output::stdout(&render_page(&page, after.is_some()));
         }
         QueueCmd::Show { id } => {
             let body = c.get(&message_path(&id)?).await?;
@@ -89,18 +91,54 @@ pub(crate) async fn run(ctx: &Ctx, cmd: QueueCmd) -> Result<(), CtlError> {
     }
 }
 
+/// A page of the queue: the table, then where the queue stands and how to go on.
+fn render_page(page: &QueuePage, continued: bool) -> String {
+    let s = &page.stats;
+    if s.messages == 0 {
+        return "the queue is empty\n".into();
+    }
+    let mut out = String::new();
+    if page.entries.is_empty() {
+        out.push_str("no message after that id\n");
+    } else {
+        out.push_str(&queue_table(&page.entries).render());
+    }
+    out.push_str(&format!(
+        "\n{} — {} active, {} waiting, {} held; oldest {}\n",
+        plural(s.messages, "message"),
+        s.active,
+        s.waiting,
+        s.held,
+        s.oldest_age_secs.map_or("-".into(), duration),
+    ));
+    if let Some(next) = &page.next_after {
+        out.push_str(&format!(
+            "more after this page: mailctl queue list --after {next}\n"
+        ));
+    } else if continued {
+        out.push_str("(last page)\n");
+    }
+    out
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+}
+
+fn bad_id(id: &str) -> CtlError {
+    CtlError::Usage {
+        message: format!(
+            "{}: not a queue id (20 lower-case hex digits)",
+            output::clean(id)
+        ),
+        hint: Some("copy the id from `mailctl queue list`".into()),
+    }
+}
+
 /// `/api/queue/{id}` for a well-formed id; a usage error otherwise.
 fn message_path(id: &str) -> Result<String, CtlError> {
-    match QueueId::parse(id) {
-        Some(id) => Ok(format!("/api/queue/{id}")),
-        None => Err(CtlError::Usage {
-            message: format!(
-                "{}: not a queue id (20 lower-case hex digits)",
-                output::clean(id)
-            ),
-            hint: Some("copy the id from `mailctl queue list`".into()),
-        }),
-    }
+    let id = QueueId::parse(id).ok_or_else(|| bad_id(id))?;
+    Ok(format!("/api/queue/{id}"))
 }
 
 /// A 2xx answer parsed into one of the server's own types.

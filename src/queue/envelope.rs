@@ -58,6 +58,14 @@ impl QueueId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// When the message was queued (µs since the epoch, from the id's first 14 digits).
+    pub fn received_micros(&self) -> u64 {
+        self.0
+            .get(..14)
+            .and_then(|t| u64::from_str_radix(t, 16).ok())
+            .unwrap_or(0)
+    }
 }
 
 impl fmt::Display for QueueId {

@@ -55,7 +55,7 @@ pub use envelope::{
     BodyType, ClientInfo, Envelope, EnvelopeError, Notify, QueueId, RcptState, Recipient, Ret,
 };
 pub use lmtp::{LmtpResolver, LmtpTransport};
-pub use ops::{MessageState, QueueDetail, QueueEntry, QueueStats};
+pub use ops::{MessageState, QueueDetail, QueueEntry, QueuePage, QueueStats};
 pub use smtp::SmtpTransport;
 pub use transport::{
     BoxFuture, Delivery, DeliveryOutcome, Destination, Dispatch, RcptResult, RcptStatus, Router,

@@ -10,7 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
 use super::envelope::{Envelope, QueueId, RcptState};
+use super::index::Entry;
 use super::scheduler::now_ms;
 use super::{Queue, QueueError};
 
@@ -62,7 +65,7 @@ pub struct QueueDetail {
     pub headers: String,
 }
 
-/// Counters for `/metrics` and `mailctl status`.
+/// Counters for `/metrics` and `mailctl status`, from memory (no envelope is read).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct QueueStats {
     /// Messages in the queue.
@@ -71,6 +74,20 @@ pub struct QueueStats {
     pub active: usize,
     /// Held.
     pub held: usize,
+    /// Waiting for their first attempt or a retry (neither active nor held).
+    pub waiting: usize,
+    /// Age of the oldest message in seconds; `None` when the queue is empty.
+    pub oldest_age_secs: Option<u64>,
+}
+
+/// One page of `mailctl queue list`: messages oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuePage {
+    pub entries: Vec<QueueEntry>,
+    /// Where the next page starts (`after=`); `None` on the last page.
+    pub next_after: Option<QueueId>,
+    /// The whole queue's counters.
+    pub stats: QueueStats,
 }
 
 fn summarize(id: QueueId, env: &Envelope, active: bool, held: bool, now: u64) -> QueueEntry {
@@ -114,14 +131,41 @@ fn summarize(id: QueueId, env: &Envelope, active: bool, held: bool, now: u64) ->
 impl Queue {
     /// Every queued message, oldest first. Reads each envelope from disk.
     pub async fn list(&self) -> Result<Vec<QueueEntry>, QueueError> {
-        let mut ids: Vec<(QueueId, bool, bool)> = self
-            .inner
-            .lock()
-            .entries
-            .iter()
-            .map(|(id, e)| (id.clone(), e.active, e.held))
-            .collect();
+        Ok(self.list_page(None, usize::MAX).await?.entries)
+    }
+
+    /// Up to `limit` messages queued after `after` (ids sort by arrival), oldest first.
+    /// Reads only those envelopes, so a queue of a million messages lists page by page.
+    pub async fn list_page(
+        &self,
+        after: Option<&QueueId>,
+        limit: usize,
+    ) -> Result<QueuePage, QueueError> {
+        let (mut ids, stats) = {
+            let st = self.inner.lock();
+            let ids: Vec<(QueueId, bool, bool)> = st
+                .entries
+                .iter()
+                .filter(|(id, _)| after.is_none_or(|a| *id > a))
+                .map(|(id, e)| (id.clone(), e.active, e.held))
+                .collect();
+            (ids, stats_of(&st.entries))
+        };
         ids.sort();
+        let next_after = (ids.len() > limit).then(|| ids[limit - 1].0.clone());
+        ids.truncate(limit);
+        let entries = self.read_entries(ids).await?;
+        Ok(QueuePage {
+            entries,
+            next_after,
+            stats,
+        })
+    }
+
+    async fn read_entries(
+        &self,
+        ids: Vec<(QueueId, bool, bool)>,
+    ) -> Result<Vec<QueueEntry>, QueueError> {
         let now = now_ms();
         self.inner
             .blocking(move |s| {
@@ -264,11 +308,19 @@ impl Queue {
 
     /// Counters.
     pub fn stats(&self) -> QueueStats {
-        let st = self.inner.lock();
-        QueueStats {
-            messages: st.entries.len(),
-            active: st.entries.values().filter(|e| e.active).count(),
-            held: st.entries.values().filter(|e| e.held).count(),
-        }
+        stats_of(&self.inner.lock().entries)
+    }
+}
+
+fn stats_of(entries: &HashMap<QueueId, Entry>) -> QueueStats {
+    let active = entries.values().filter(|e| e.active).count();
+    let held = entries.values().filter(|e| e.held && !e.active).count();
+    let oldest = entries.keys().map(QueueId::received_micros).min();
+    QueueStats {
+        messages: entries.len(),
+        active,
+        held,
+        waiting: entries.len() - active - held,
+        oldest_age_secs: oldest.map(|us| (now_ms() * 1000).saturating_sub(us) / 1_000_000),
     }
 }
