@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cluster::RaftSettings;
+use crate::imap::ImapConfig;
+use crate::pop3::Pop3Config;
 use crate::queue::QueueConfig;
 use crate::smtp::SmtpConfig;
 
@@ -54,6 +56,15 @@ pub struct Config {
     pub queue: QueueConfig,
     /// The message store this node serves over LMTP (until the failover module mounts it).
     pub mailstore: Option<MailstoreSection>,
+    /// Limits of the POP3 sessions (the listeners are in `[mailstore]`).
+    #[serde(default)]
+    pub pop3: Pop3Config,
+    /// Limits of the IMAP sessions (the listeners are in `[mailstore]`).
+    #[serde(default)]
+    pub imap: ImapConfig,
+    /// The mailstore is served by whichever node holds the Raft lease (needs `[mailstore]`);
+    /// absent: this node serves its `[mailstore]` whenever it runs.
+    pub failover: Option<crate::failover::FailoverConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,6 +117,22 @@ pub struct MailstoreSection {
     /// missing store means the volume is not mounted).
     #[serde(default)]
     pub create_if_missing: bool,
+    /// IMAP with STARTTLS (port 143).
+    #[serde(default)]
+    pub imap_listen: Option<SocketAddr>,
+    /// IMAP over implicit TLS (port 993).
+    #[serde(default)]
+    pub imaps_listen: Option<SocketAddr>,
+    /// POP3 with STLS (port 110).
+    #[serde(default)]
+    pub pop3_listen: Option<SocketAddr>,
+    /// POP3 over implicit TLS (port 995).
+    #[serde(default)]
+    pub pop3s_listen: Option<SocketAddr>,
+    /// Allow IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS/AUTH before TLS. Off in production
+    /// (IMAP then advertises LOGINDISABLED); the dev node on loopback turns it on.
+    #[serde(default)]
+    pub allow_plaintext_login: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -312,7 +339,15 @@ impl Config {
                 root: dir.join("mailstore"),
                 lmtp_listen: local(2424),
                 create_if_missing: true,
+                imap_listen: Some(local(2143)),
+                imaps_listen: Some(local(2993)),
+                pop3_listen: Some(local(2110)),
+                pop3s_listen: Some(local(2995)),
+                allow_plaintext_login: true,
             }),
+            pop3: Pop3Config::default(),
+            imap: ImapConfig::default(),
+            failover: None,
         }
     }
 
@@ -396,6 +431,23 @@ impl Config {
         if let Err((key, reason)) = self.smtp.validate() {
             return Err(bad(&format!("smtp.{key}"), reason));
         }
+        if let Err((key, reason)) = self.pop3.validate() {
+            return Err(bad(&format!("pop3.{key}"), reason));
+        }
+        if let Err((key, reason)) = self.imap.validate() {
+            return Err(bad(&format!("imap.{key}"), reason));
+        }
+        if let Some(fo) = &self.failover {
+            if self.mailstore.is_none() {
+                return Err(bad(
+                    "failover",
+                    "needs a [mailstore] section (the store this node serves when it holds the lease)".into(),
+                ));
+            }
+            if let Err((key, reason)) = fo.validate() {
+                return Err(bad(&format!("failover.{key}"), reason));
+            }
+        }
         if let Err(e) = self.queue.validate() {
             return Err(bad(&format!("queue.{}", e.key), e.reason));
         }
@@ -432,6 +484,22 @@ impl Config {
             (
                 "mailstore.lmtp_listen",
                 self.mailstore.as_ref().map(|m| m.lmtp_listen),
+            ),
+            (
+                "mailstore.imap_listen",
+                self.mailstore.as_ref().and_then(|m| m.imap_listen),
+            ),
+            (
+                "mailstore.imaps_listen",
+                self.mailstore.as_ref().and_then(|m| m.imaps_listen),
+            ),
+            (
+                "mailstore.pop3_listen",
+                self.mailstore.as_ref().and_then(|m| m.pop3_listen),
+            ),
+            (
+                "mailstore.pop3s_listen",
+                self.mailstore.as_ref().and_then(|m| m.pop3s_listen),
             ),
         ];
         for (key, addr) in listeners {

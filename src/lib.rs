@@ -12,6 +12,9 @@
 //!   in sled). The only module that imports openraft.
 //! - [`admin`]: the admin HTTP API that `mailctl` talks to.
 //! - [`auth`]: login through the directory, with transparent rehash of legacy hashes.
+//! - [`imap`]: the IMAP4rev1 server of the mailstore (sans-I/O parser, sessions, IDLE and
+//!   multi-session updates from the store's change events); reads and writes mailboxes only
+//!   through `store`.
 //! - [`queue`]: the durable mail queue on local disk, its scheduler, and LMTP/SMTP delivery.
 //! - [`store`]: the message store on the mailstore volume — mailboxes, messages as files,
 //!   durable append-only indexes, quota, change notifications, crash recovery and `check`.
@@ -21,6 +24,8 @@
 //! - [`ctl`]: the `mailctl` operator CLI (a client of the admin API).
 //! - [`smtp`]: SMTP (MX, submission) and LMTP servers; hand mail to the queue or the store
 //!   through traits, never writing either themselves.
+//! - [`pop3`]: POP3 (STLS, POP3S, CAPA, UIDL, TOP, AUTH PLAIN) on the store's INBOX; one
+//!   session per maildrop, DELE applied only at QUIT.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -29,9 +34,13 @@ pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod directory;
+pub mod failover;
+pub mod imap;
 pub mod mail;
+pub mod mailstore;
 pub mod net;
 pub mod node;
+pub mod pop3;
 pub mod queue;
 pub mod smtp;
 pub mod store;

@@ -20,11 +20,13 @@ use tokio::task::JoinSet;
 use crate::admin::AdminApi;
 use crate::cluster::{Cluster, ClusterError, NodeInfo};
 use crate::config::Config;
-use crate::mail::{DirectoryRouter, ExpandingAcceptor, StoreDelivery};
+use crate::failover::Failover;
+use crate::mail::{DirectoryRouter, ExpandingAcceptor};
+use crate::mailstore::{MailstoreServices, StoreSlot};
 use crate::net::{self, Conn, ListenerConfig, Protocol, SessionCtx, Shutdown, TlsMode};
 use crate::queue::{Queue, QueueError};
-use crate::smtp::{DirectoryPolicy, LmtpServer, SmtpServer};
-use crate::store::{Store, StoreConfig, StoreError};
+use crate::smtp::{DirectoryPolicy, SmtpServer};
+use crate::store::StoreError;
 use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +64,12 @@ pub struct Node {
     pub ca_file: PathBuf,
     /// This node's mail queue.
     pub queue: Queue,
-    /// The message store, when this node serves one.
-    pub store: Option<Store>,
+    /// The message store while this node serves it.
+    pub store: StoreSlot,
+    /// The store and its listeners, on a node with a `[mailstore]` section.
+    mailstore: Option<Arc<MailstoreServices>>,
+    /// The mailstore lease duty, on a node with a `[failover]` section.
+    failover: Option<Failover>,
     shutdown: Shutdown,
     tasks: JoinSet<()>,
     grace: Duration,
@@ -164,7 +170,6 @@ struct MailListeners {
     mx: Option<TcpListener>,
     submission: Option<TcpListener>,
     submissions: Option<TcpListener>,
-    lmtp: Option<TcpListener>,
 }
 
 async fn bind_opt(
@@ -182,7 +187,6 @@ async fn bind_mail(cfg: &Config) -> Result<MailListeners, NodeError> {
         mx: bind_opt(cfg.mail.mx_listen, "SMTP MX").await?,
         submission: bind_opt(cfg.mail.submission_listen, "submission").await?,
         submissions: bind_opt(cfg.mail.submissions_listen, "submissions").await?,
-        lmtp: bind_opt(cfg.mailstore.as_ref().map(|m| m.lmtp_listen), "LMTP").await?,
     })
 }
 
@@ -281,11 +285,14 @@ impl Node {
         };
 
         // Mail: the queue on the local disk; the store and LMTP where this node serves one.
+        // The default group: its virtual IP when configured, else wherever the lease holder's
+        // LMTP server listens (a cluster without a VIP, e.g. on one host).
         let lmtp_addr = cfg.mail.lmtp_addr;
         let lmtp_groups = cfg.mail.lmtp_groups.clone();
+        let lease = cluster.mailstore();
         let resolver: crate::queue::LmtpResolver = Arc::new(move |group: &str| {
             if group == crate::directory::DEFAULT_MAIL_HOST {
-                lmtp_addr
+                lmtp_addr.or_else(|| lease.borrow().holder_lmtp())
             } else {
                 lmtp_groups.get(group).copied()
             }
@@ -330,27 +337,39 @@ impl Node {
                 shutdown.clone(),
             ));
         }
-        let store = match (&cfg.mailstore, mail_listeners.lmtp) {
-            (Some(ms), Some(l)) => {
-                let store_cfg = StoreConfig {
-                    create_if_missing: ms.create_if_missing,
-                    ..StoreConfig::default()
-                };
-                let store = Store::open(&ms.root, store_cfg)?;
-                let delivery = Arc::new(StoreDelivery {
-                    cluster: cluster.clone(),
-                    store: store.clone(),
-                });
-                let server = LmtpServer::new(cfg.smtp.clone(), policy.clone(), delivery);
-                let lc = mail_cfg("lmtp", TlsMode::Plain);
-                tasks.spawn(net::serve(l, lc, Arc::new(server), shutdown.clone()));
-                Some(store)
+        // The store and its listeners: served from now on (static), or whenever this node
+        // holds the mailstore lease (failover).
+        let mailstore = cfg.mailstore.as_ref().map(|_| {
+            Arc::new(MailstoreServices::new(
+                cluster.clone(),
+                Arc::new(cfg.clone()),
+                http_tls.clone(),
+                policy.clone(),
+            ))
+        });
+        let mut failover = None;
+        if let (Some(services), Some(ms)) = (&mailstore, &cfg.mailstore) {
+            match &cfg.failover {
+                None => services.start_now().await?,
+                Some(fo) => {
+                    failover = Some(Failover::start(
+                        cluster.clone(),
+                        fo.clone(),
+                        ms.root.clone(),
+                        cfg.node.name.clone(),
+                        Some(ms.lmtp_listen),
+                        services.clone(),
+                        shutdown.signal(),
+                    ))
+                }
             }
-            _ => None,
-        };
+        }
+        let store_slot = mailstore.as_ref().map(|m| m.slot()).unwrap_or_default();
 
         let api = Arc::new(
-            AdminApi::new(cluster.clone(), token.clone()).with_mail(queue.clone(), store.clone()),
+            AdminApi::new(cluster.clone(), token.clone())
+                .with_mail(queue.clone(), store_slot.clone())
+                .with_failover(failover.clone()),
         );
         tasks.spawn(net::serve(
             http_listener,
@@ -366,7 +385,9 @@ impl Node {
             token,
             ca_file: cfg.cluster.ca_file.clone(),
             queue,
-            store,
+            store: store_slot,
+            mailstore,
+            failover,
             shutdown,
             tasks,
             grace: Duration::from_secs(cfg.shutdown.grace_secs),
@@ -377,6 +398,14 @@ impl Node {
     /// Stops accepting, lets sessions say goodbye within the grace period, then stops Raft.
     pub async fn stop(mut self) {
         self.shutdown.drain(self.grace);
+        // A holder fences itself and releases the lease (Raft still runs) so another node
+        // takes over at once.
+        if let Some(f) = &self.failover {
+            f.stopped(self.grace + Duration::from_secs(5)).await;
+        }
+        if let Some(m) = &self.mailstore {
+            m.stop_now(self.grace).await;
+        }
         while self.tasks.join_next().await.is_some() {}
         self.queue.shutdown(self.grace).await;
         self.cluster.shutdown().await;

@@ -213,7 +213,7 @@ fn queue_error(e: QueueError) -> ApiError {
 
 /// `/api/store…`.
 pub(super) async fn store(api: &AdminApi, call: Call<'_>) -> ApiResult {
-    let s = api.store.as_ref().ok_or_else(|| {
+    let s = &api.current_store().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
             "this node does not serve the message store: run it on the active mailstore node \

@@ -31,8 +31,10 @@ pub struct AdminApi {
     token: String,
     /// This node's mail queue (`/api/queue`), once the node runs one.
     pub queue: Option<crate::queue::Queue>,
-    /// The message store this node serves (`/api/store`), if any.
-    pub store: Option<crate::store::Store>,
+    /// The message store while this node serves it (`/api/store`).
+    pub store: crate::mailstore::StoreSlot,
+    /// This node's mailstore lease duty, when it has one (for `/api/status`).
+    pub failover: Option<crate::failover::Failover>,
 }
 
 /// An API error: HTTP status, message, and optionally what to do about it.
@@ -130,7 +132,8 @@ impl AdminApi {
             cluster,
             token,
             queue: None,
-            store: None,
+            store: Default::default(),
+            failover: None,
         }
     }
 
@@ -138,11 +141,22 @@ impl AdminApi {
     pub fn with_mail(
         mut self,
         queue: crate::queue::Queue,
-        store: Option<crate::store::Store>,
+        store: crate::mailstore::StoreSlot,
     ) -> Self {
         self.queue = Some(queue);
         self.store = store;
         self
+    }
+
+    /// Adds this node's mailstore lease duty.
+    pub fn with_failover(mut self, failover: Option<crate::failover::Failover>) -> Self {
+        self.failover = failover;
+        self
+    }
+
+    /// The store this node serves now.
+    pub fn current_store(&self) -> Option<crate::store::Store> {
+        self.store.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Serves HTTP/1.1 on one connection until the client closes it or `shutdown` resolves.

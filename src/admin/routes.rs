@@ -46,6 +46,9 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
                     serde_json::to_value(q.stats()).map_err(internal)?,
                 );
             }
+            if let Some(obj) = status.as_object_mut() {
+                obj.insert("mailstore".into(), mailstore_status(api).map_err(internal)?);
+            }
             json(StatusCode::OK, &status)
         }
         (Some("cluster"), 2) if call.segs[1] == "bootstrap" && m == Method::POST => {
@@ -58,6 +61,7 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (Some("aliases"), _) => aliases(api, call).await,
         (Some("lists"), _) => lists(api, call).await,
         (Some("queue"), _) => super::mail::queue(api, call).await,
+        (Some("mailstore"), _) => mailstore(api, call).await,
         (Some("store"), _) => super::mail::store(api, call).await,
         (Some("resolve"), 2) if m == Method::GET => {
             consistent(api, &call).await?;
@@ -92,6 +96,61 @@ async fn consistent(api: &AdminApi, call: &Call<'_>) -> Result<(), ApiError> {
         api.cluster.linearizable().await?;
     }
     Ok(())
+}
+
+/// The replicated lease and this node's part in it, for `/api/status`.
+fn mailstore_status(api: &AdminApi) -> Result<serde_json::Value, serde_json::Error> {
+    let lease = api.cluster.mailstore().borrow().clone();
+    let mut v = serde_json::to_value(&lease)?;
+    if let Some(obj) = v.as_object_mut() {
+        let local = api.failover.as_ref().map(|f| f.role());
+        obj.insert("local".into(), serde_json::to_value(local)?);
+    }
+    Ok(v)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchoverRequest {
+    /// The node to take over; absent: any other eligible node.
+    to: Option<u64>,
+}
+
+/// `/api/mailstore/switchover`, `/api/mailstore/drain/{id}`, `/api/mailstore/undrain/{id}`.
+async fn mailstore(api: &AdminApi, call: Call<'_>) -> ApiResult {
+    use crate::failover::state::{LeaseCommand, LeaseOutcome};
+    let cmd = match (call.method, call.segs) {
+        (&Method::POST, [_, "switchover"]) => {
+            let req: SwitchoverRequest = if call.body.iter().all(u8::is_ascii_whitespace) {
+                SwitchoverRequest { to: None }
+            } else {
+                call.body()?
+            };
+            LeaseCommand::Switchover { to: req.to }
+        }
+        (&Method::POST, [_, verb @ ("drain" | "undrain"), id]) => {
+            let node: u64 = id
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("{id}: not a node id")))?;
+            let members = api.cluster.status().await.nodes;
+            if !members.iter().any(|m| m.id == node) {
+                return Err(
+                    ApiError::not_found(format!("no node {node} in the cluster"))
+                        .with_hint("`mailctl node list` shows the members"),
+                );
+            }
+            LeaseCommand::Drain {
+                node,
+                drained: *verb == "drain",
+            }
+        }
+        _ => return Err(no_route(&call)),
+    };
+    match api.cluster.lease(cmd).await? {
+        LeaseOutcome::Done => done(),
+        LeaseOutcome::Stale(why) => Err(ApiError::new(StatusCode::CONFLICT, why)
+            .with_hint("`mailctl status` shows the holder and the nodes that can take over")),
+    }
 }
 
 async fn write(api: &AdminApi, cmd: Command) -> Result<Response, ApiError> {

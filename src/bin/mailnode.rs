@@ -132,6 +132,7 @@ fn print_dev_endpoints(node: &Node, data_dir: &std::path::Path) {
         "  LMTP        127.0.0.1:2424   message store in {}",
         data_dir.join("mailstore").display()
     );
+    println!("  POP3        127.0.0.1:2110 (STLS)   POP3S 127.0.0.1:2995 (TLS)");
     println!(
         "  admin token {}  (in {})",
         node.token,

@@ -27,11 +27,12 @@ use tokio::sync::Mutex;
 pub use rpc::Dialer;
 use rpc::{Forward, ForwardError, ForwardReply, PeerClient, RpcRequest, RpcResponse};
 pub use store::SharedDirectory;
-use store::{LogStore, StateMachine};
+use store::{LogStore, SharedMailstore, StateMachine};
 use types::Raft;
 pub use types::{NodeInfo, Request, Response};
 
 use crate::directory::Command;
+use crate::failover::state::{LeaseCommand, LeaseOutcome, MailstoreState};
 
 /// Timings and retention of the control plane (from the `[cluster]` config section).
 #[derive(Debug, Clone)]
@@ -94,6 +95,17 @@ pub struct Status {
     pub nodes: Vec<MemberStatus>,
 }
 
+/// This node's Raft role and, on the leader, how far each follower has replicated.
+#[derive(Debug, Clone, Default)]
+pub struct RaftView {
+    pub is_leader: bool,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub voters: Vec<u64>,
+    /// On the leader: the highest index each node is known to hold.
+    pub matched: BTreeMap<u64, Option<u64>>,
+}
+
 /// One member as seen from the leader (replication) or locally (membership only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberStatus {
@@ -113,6 +125,7 @@ struct Inner {
     info: NodeInfo,
     raft: Raft,
     directory: SharedDirectory,
+    mailstore: SharedMailstore,
     dialer: Dialer,
     settings: RaftSettings,
     log: LogStore,
@@ -145,6 +158,7 @@ impl Cluster {
         let log = LogStore::new(&db).map_err(|e| store_err(e.to_string()))?;
         let sm = StateMachine::open(&db).map_err(|e| store_err(e.to_string()))?;
         let directory = sm.directory();
+        let mailstore = sm.mailstore();
         let config = openraft::Config {
             cluster_name: "mailnode".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,
@@ -176,6 +190,7 @@ impl Cluster {
                 info,
                 raft,
                 directory,
+                mailstore,
                 dialer,
                 settings,
                 log,
@@ -243,6 +258,40 @@ impl Cluster {
             ForwardReply::Written(Response::Refused(reason)) => Err(ClusterError::Refused(reason)),
             ForwardReply::Written(r) => Ok(r),
             other => Err(ClusterError::Raft(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Applies a mailstore lease command through the Raft log. `Stale` is an answer, not an
+    /// error: the compare-and-set lost.
+    pub async fn lease(&self, cmd: LeaseCommand) -> Result<LeaseOutcome, ClusterError> {
+        match self
+            .on_leader(Forward::Write(Request::Mailstore(cmd)))
+            .await?
+        {
+            ForwardReply::Written(Response::Lease(outcome)) => Ok(outcome),
+            other => Err(ClusterError::Raft(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The local copy of the mailstore lease state; `changed()` wakes on every applied change.
+    pub fn mailstore(&self) -> tokio::sync::watch::Receiver<MailstoreState> {
+        self.inner.mailstore.subscribe()
+    }
+
+    /// What the failover task needs of Raft, from local metrics (no RPC).
+    pub fn raft_view(&self) -> RaftView {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let matched = m
+            .replication
+            .as_ref()
+            .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+            .unwrap_or_default();
+        RaftView {
+            is_leader: m.state == ServerState::Leader && m.current_leader == Some(self.inner.id),
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            voters: m.membership_config.membership().voter_ids().collect(),
+            matched,
         }
     }
 

@@ -32,6 +32,7 @@ use super::types::{
     StoredMembership, TypeConfig, Vote,
 };
 use crate::directory::{Directory, Outcome};
+use crate::failover::state::{LeaseOutcome, MailstoreState};
 
 /// The in-memory directory, shared by the state machine (the only writer) and every reader.
 pub type SharedDirectory = Arc<RwLock<Directory>>;
@@ -42,6 +43,10 @@ const PURGED: &[u8] = b"purged";
 const SNAPSHOT: &[u8] = b"snapshot";
 const APPLIED: &str = "_applied";
 const MEMBERSHIP: &str = "_membership";
+const MAILSTORE: &str = "_mailstore";
+
+/// The mailstore lease state, shared with the failover task, which is woken on every change.
+pub type SharedMailstore = Arc<tokio::sync::watch::Sender<MailstoreState>>;
 
 fn sio(
     subject: ErrorSubject<u64>,
@@ -253,6 +258,9 @@ struct SnapshotImage {
     membership: StoredMembership,
     /// Directory records (key, JSON text).
     records: Vec<(String, String)>,
+    /// The mailstore lease (absent in snapshots of older versions).
+    #[serde(default)]
+    mailstore: MailstoreState,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -268,6 +276,7 @@ pub struct StateMachine {
     meta: sled::Tree,
     db: sled::Db,
     directory: SharedDirectory,
+    mailstore: SharedMailstore,
 }
 
 impl StateMachine {
@@ -286,12 +295,19 @@ impl StateMachine {
         }
         let directory = Directory::from_records(records.into_iter())
             .map_err(|e| sio(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
+        let mailstore = get_json::<MailstoreState>(&sm, MAILSTORE.as_bytes())?.unwrap_or_default();
         Ok(StateMachine {
             sm,
             meta,
             db: db.clone(),
             directory: Arc::new(RwLock::new(directory)),
+            mailstore: Arc::new(tokio::sync::watch::Sender::new(mailstore)),
         })
+    }
+
+    /// The mailstore lease state, for the failover task.
+    pub fn mailstore(&self) -> SharedMailstore {
+        self.mailstore.clone()
     }
 
     /// The in-memory directory, for local reads.
@@ -317,6 +333,7 @@ impl StateMachine {
             last_applied,
             membership,
             records,
+            mailstore: self.mailstore.borrow().clone(),
         })
     }
 }
@@ -365,6 +382,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut batch = sled::Batch::default();
         let mut last = None;
         let mut membership = None;
+        let mut lease = self.mailstore.borrow().clone();
+        let mut lease_changed = false;
         {
             let mut dir = self.directory.write().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
@@ -387,8 +406,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         }
                         Err(e) => responses.push(Response::Refused(e.to_string())),
                     },
+                    EntryPayload::Normal(Request::Mailstore(cmd)) => {
+                        let outcome = lease.apply(&cmd);
+                        lease_changed |= outcome == LeaseOutcome::Done;
+                        responses.push(Response::Lease(outcome));
+                    }
                 }
             }
+        }
+        if lease_changed {
+            batch.insert(MAILSTORE.as_bytes(), to_json(&lease)?);
         }
         if let Some(last) = last {
             batch.insert(APPLIED.as_bytes(), to_json(&Some(last))?);
@@ -399,6 +426,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.sm
             .apply_batch(batch)
             .map_err(|e| sio(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+        if lease_changed {
+            self.mailstore.send_replace(lease);
+        }
         Ok(responses)
     }
 
@@ -445,6 +475,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         batch.insert(APPLIED.as_bytes(), to_json(&meta.last_log_id)?);
         batch.insert(MEMBERSHIP.as_bytes(), to_json(&meta.last_membership)?);
+        batch.insert(MAILSTORE.as_bytes(), to_json(&image.mailstore)?);
         self.sm.apply_batch(batch).map_err(write_err)?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
@@ -455,6 +486,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = new_dir;
+        self.mailstore.send_replace(image.mailstore);
         Ok(())
     }
 

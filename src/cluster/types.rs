@@ -9,6 +9,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{Command, Outcome};
+use crate::failover::state::{LeaseCommand, LeaseOutcome};
 
 /// A node's identity in the Raft membership: what peers and operators need to reach it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,12 +37,15 @@ impl fmt::Display for NodeInfo {
 pub enum Request {
     /// A change to the directory.
     Directory(Command),
+    /// A change to the mailstore lease.
+    Mailstore(LeaseCommand),
 }
 
 impl fmt::Display for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Request::Directory(cmd) => write!(f, "directory {}", cmd.name()),
+            Request::Mailstore(cmd) => write!(f, "mailstore {cmd}"),
         }
     }
 }
@@ -56,6 +60,8 @@ pub enum Response {
     Applied(Outcome),
     /// The command was refused; the directory is unchanged.
     Refused(String),
+    /// A mailstore lease command's result.
+    Lease(LeaseOutcome),
 }
 
 openraft::declare_raft_types!(

@@ -97,6 +97,13 @@ pub enum Command {
     /// Check the message store and show users' usage (on the active mailstore node).
     #[command(subcommand)]
     Store(StoreCmd),
+    /// Planned switchover of the active mailstore: the holder drains and releases, then the
+    /// target (or any other eligible node) takes over without waiting for the lease to expire.
+    Failover {
+        /// The node to take over (id or name); default: any other eligible node.
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+    },
 }
 
 /// `mailctl cluster …`
@@ -157,6 +164,16 @@ pub enum NodeCmd {
     Remove {
         /// The node's Raft id.
         id: u64,
+    },
+    /// Keep a node out of the mailstore holder role (maintenance); a holder hands over.
+    Drain {
+        /// The node (id or name).
+        node: String,
+    },
+    /// Let a drained node hold the mailstore again.
+    Undrain {
+        /// The node (id or name).
+        node: String,
     },
 }
 

@@ -61,6 +61,8 @@ pub(crate) async fn node(ctx: &Ctx, cmd: NodeCmd) -> Result<(), CtlError> {
             }
             output::stdout(&format!("node {id} ({name}) added\n"))
         }
+        NodeCmd::Drain { node } => drain(ctx, &node, true).await,
+        NodeCmd::Undrain { node } => drain(ctx, &node, false).await,
         NodeCmd::Remove { id } => {
             let answer = ctx.client.delete(&format!("/api/nodes/{id}")).await?;
             if ctx.json {
@@ -68,6 +70,81 @@ pub(crate) async fn node(ctx: &Ctx, cmd: NodeCmd) -> Result<(), CtlError> {
             }
             output::stdout(&format!("node {id} removed\n"))
         }
+    }
+}
+
+async fn drain(ctx: &Ctx, node: &str, drained: bool) -> Result<(), CtlError> {
+    let status = ctx.client.get_json("/api/status").await?;
+    let (id, label) = find_node(&status, node)?;
+    let verb = if drained { "drain" } else { "undrain" };
+    let answer = ctx
+        .client
+        .post(&format!("/api/mailstore/{verb}/{id}"), &json!({}))
+        .await?;
+    if ctx.json {
+        return output::stdout(&output::json(&answer));
+    }
+    let holder = status["mailstore"]["holder"].as_u64() == Some(id);
+    output::stdout(&match (drained, holder) {
+        (true, true) => format!(
+            "{label} drained: it hands the mailstore over now; `mailctl status` shows the new holder\n"
+        ),
+        (true, false) => format!("{label} drained: it will not take the mailstore\n"),
+        (false, _) => format!("{label} may hold the mailstore again\n"),
+    })
+}
+
+/// `mailctl failover [--to NODE]`.
+pub(crate) async fn failover(ctx: &Ctx, to: Option<String>) -> Result<(), CtlError> {
+    let status = ctx.client.get_json("/api/status").await?;
+    let target = to.as_deref().map(|t| find_node(&status, t)).transpose()?;
+    let body = json!({"to": target.as_ref().map(|(id, _)| id)});
+    let answer = ctx.client.post("/api/mailstore/switchover", &body).await?;
+    if ctx.json {
+        return output::stdout(&output::json(&answer));
+    }
+    output::note("switchover requested; waiting for the new holder…");
+    let before = status["mailstore"]["epoch"].as_u64().unwrap_or(0);
+    let started = std::time::Instant::now();
+    loop {
+        let s = ctx.client.get_json("/api/status").await?;
+        let m = &s["mailstore"];
+        let epoch = m["epoch"].as_u64().unwrap_or(0);
+        if epoch > before && m["active_epoch"].as_u64() == Some(epoch) {
+            let nodes = output::array(&s, "nodes");
+            let holder = node_label(m.get("holder"), nodes);
+            return output::stdout(&format!(
+                "{holder} is the active mailstore (epoch {epoch}) after {:.1} s\n",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            return Err(CtlError::Failed(
+                "no node became the active mailstore within 60 s: see `mailctl status` (the \
+                 holder's last error says why)"
+                    .into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A node by id or name among the status's members: its id and `id (name)`.
+fn find_node(status: &Value, node: &str) -> Result<(u64, String), CtlError> {
+    let nodes = output::array(status, "nodes");
+    let found = nodes.iter().find(|n| {
+        n["name"].as_str() == Some(node)
+            || n["id"].as_u64().map(|i| i.to_string()).as_deref() == Some(node)
+    });
+    match found.and_then(|n| n["id"].as_u64()) {
+        Some(id) => Ok((id, node_label(Some(&json!(id)), nodes))),
+        None => Err(CtlError::Usage {
+            message: format!(
+                "{}: no such node (give its id or name)",
+                output::clean(node)
+            ),
+            hint: Some("`mailctl node list` shows the members".into()),
+        }),
     }
 }
 
@@ -112,6 +189,9 @@ pub(crate) fn render_status(status: &Value) -> String {
              first node, then `mailctl node add` the others from there\n",
         );
     }
+    if let Some(m) = get("mailstore").filter(|m| m.is_object()) {
+        out.push_str(&render_mailstore(m, nodes));
+    }
     if let Some(q) = get("queue").filter(|q| q.is_object()) {
         let n = |k: &str| text(q.get(k));
         let oldest = q
@@ -130,6 +210,98 @@ pub(crate) fn render_status(status: &Value) -> String {
         out.push('\n');
         out.push_str(&node_table(nodes, get("leader")).render());
     }
+    out
+}
+
+/// The mailstore lease: holder, epoch, this node's part, the last failover, drained nodes.
+fn render_mailstore(m: &Value, nodes: &[Value]) -> String {
+    let candidates = m["candidates"].as_object().map_or(0, |c| c.len());
+    if candidates == 0 && m["holder"].is_null() {
+        return String::new();
+    }
+    let label = |id: &str| node_label(Some(&json!(id.parse::<u64>().unwrap_or(0))), nodes);
+    let epoch = m["epoch"].as_u64().unwrap_or(0);
+    let holder = match m.get("holder").filter(|h| !h.is_null()) {
+        None => "none".to_owned(),
+        Some(h) => {
+            let state = if m["active_epoch"].as_u64() == Some(epoch) {
+                "active"
+            } else {
+                "activating"
+            };
+            format!("{} — {state}", node_label(Some(h), nodes))
+        }
+    };
+    let mut rows = vec![("holder", holder), ("epoch", epoch.to_string())];
+    if let Some(l) = m.get("local").filter(|l| l.is_object()) {
+        let mut s = text(l.get("state"));
+        if let Some(age) = l["lease_age_ms"].as_u64() {
+            s.push_str(&format!(", lease renewed {age} ms ago"));
+        }
+        s.push_str(if l["volume"] == json!(true) {
+            ", volume taken"
+        } else {
+            ", volume not taken"
+        });
+        s.push_str(if l["services"] == json!(true) {
+            ", services up"
+        } else {
+            ", services down"
+        });
+        if let Some(e) = l["last_error"].as_str() {
+            s.push_str(&format!("; last error: {}", output::clean(e)));
+        }
+        rows.push(("this node", s));
+    }
+    if let Some(f) = m.get("last_failover").filter(|f| f.is_object()) {
+        let from = match f.get("from").filter(|v| !v.is_null()) {
+            Some(v) => node_label(Some(v), nodes),
+            None => "none".into(),
+        };
+        let took = f["duration_ms"]
+            .as_u64()
+            .map_or("not active yet".to_owned(), |ms| {
+                format!("active after {:.1} s", ms as f64 / 1000.0)
+            });
+        let at = f["granted_at_ms"].as_u64().map_or("-".to_owned(), |ms| {
+            crate::smtp::rfc5322_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        });
+        rows.push((
+            "last failover",
+            format!(
+                "{from} → {} at {at}: {} ({took})",
+                node_label(f.get("to"), nodes),
+                output::clean(f["reason"].as_str().unwrap_or("-")),
+            ),
+        ));
+    }
+    let drained: Vec<String> = m["drained"]
+        .as_array()
+        .map(|d| d.iter().map(|n| node_label(Some(n), nodes)).collect())
+        .unwrap_or_default();
+    if !drained.is_empty() {
+        rows.push(("drained", drained.join(", ")));
+    }
+    if let Some(failed) = m["failed"].as_object().filter(|f| !f.is_empty()) {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|(id, why)| {
+                format!(
+                    "{}: {}",
+                    label(id),
+                    output::clean(why.as_str().unwrap_or("-"))
+                )
+            })
+            .collect();
+        rows.push(("failed", list.join("; ")));
+    }
+    let mut out = String::from("\nmailstore\n");
+    out.push_str(&fields(
+        &rows
+            .iter()
+            .map(|(k, v)| (*k, v.clone()))
+            .collect::<Vec<_>>(),
+    ));
     out
 }
 

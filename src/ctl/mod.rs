@@ -149,6 +149,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<(), CtlError> {
             force,
         }) => pki::issue(&ca_dir, &node, force, ctx.json),
         Command::Node(cmd) => cluster::node(ctx, cmd).await,
+        Command::Failover { to } => cluster::failover(ctx, to).await,
         Command::Domain(cmd) => domain::run(ctx, cmd).await,
         Command::User(cmd) => user::run(ctx, cmd).await,
         Command::Alias(cmd) => recipients::alias(ctx, cmd).await,

@@ -36,7 +36,7 @@ async fn a_retried_delivery_is_stored_once_also_after_a_restart() {
         assert_eq!(c[0].as_ref().unwrap().uid, 2);
         assert_eq!(count(&store, ALICE).await, 2);
         assert_eq!(count(&store, "bob@x").await, 1);
-        a[0].as_ref().unwrap().clone()
+        *a[0].as_ref().unwrap()
     };
     let store = open(dir.path());
     let again = store

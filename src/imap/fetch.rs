@@ -1,0 +1,303 @@
+//! FETCH: which messages, setting `\Seen` for non-PEEK body items, and rendering each
+//! message's items (module `mime` does the MIME parts).
+//!
+//! Each message is read, rendered and its response queued before the next one is read, and
+//! the response buffer is flushed whenever it passes its bound, so `FETCH 1:* BODY[]` holds
+//! one message at a time, never the mailbox. A message expunged meanwhile by another session
+//! is skipped.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::store::{FlagOp, Flags, MessageMeta, StoreError, SystemFlag};
+
+use super::date::format_internal;
+use super::fetch_items::{BodyLabel, FetchAtt, SectionText};
+use super::io::Io;
+use super::mime;
+use super::response::{flags as write_flags, literal, status_line, store_error};
+use super::sequence::SeqSet;
+use super::session::Session;
+
+impl Session<'_> {
+    pub async fn fetch<S>(
+        &mut self,
+        io: &mut Io<S>,
+        tag: &str,
+        uid: bool,
+        set: &SeqSet,
+        mut items: Vec<FetchAtt>,
+        changed_since: Option<u64>,
+    ) -> io::Result<bool>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        if changed_since.is_some() {
+            self.condstore = true;
+        }
+        let Some(sel) = self.selected.as_mut() else {
+            return Ok(true);
+        };
+        let idx = match sel.resolve(set, uid) {
+            Ok(i) => i,
+            Err(e) => {
+                status_line(&mut io.out, tag, "BAD", &e);
+                return Ok(true);
+            }
+        };
+        if uid && !items.contains(&FetchAtt::Uid) {
+            items.insert(0, FetchAtt::Uid);
+        }
+        if changed_since.is_some() && !items.contains(&FetchAtt::Modseq) {
+            items.push(FetchAtt::Modseq);
+        }
+        let idx: Vec<usize> = idx
+            .into_iter()
+            .filter(|&i| changed_since.is_none_or(|c| sel.msgs[i].modseq > c))
+            .collect();
+        // Non-PEEK body items set \Seen first, so the FLAGS we send are the new ones.
+        let mut seen_changed = std::collections::HashSet::new();
+        if items.iter().any(FetchAtt::sets_seen) && !sel.read_only {
+            let unseen: Vec<u32> = idx
+                .iter()
+                .map(|&i| &sel.msgs[i])
+                .filter(|m| !m.flags.contains(SystemFlag::Seen) && !sel.is_expunged(m.uid))
+                .map(|m| m.uid)
+                .collect();
+            if !unseen.is_empty() {
+                let seen = Flags::new().with(SystemFlag::Seen);
+                match sel
+                    .handle
+                    .store_flags(&unseen, FlagOp::Add, &seen, None)
+                    .await
+                {
+                    Ok(outcome) => {
+                        for u in outcome.updated {
+                            seen_changed.insert(u.uid);
+                            sel.set_flags(u.uid, u.flags, u.modseq);
+                        }
+                    }
+                    Err(e) => {
+                        let (kind, text) = store_error(&e);
+                        status_line(&mut io.out, tag, kind, &text);
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        let needs_content = items.iter().any(FetchAtt::needs_content);
+        // A whole message fetched last (BODY[], RFC822: what mbsync and imaplib ask for) is
+        // streamed from its file when large, so it is never held in memory.
+        let (streamable, head) = match items.split_last() {
+            Some((
+                FetchAtt::Section {
+                    section,
+                    partial: None,
+                    label,
+                    ..
+                },
+                head,
+            )) if section.part.is_empty()
+                && section.text.is_none()
+                && !head.iter().any(FetchAtt::needs_content) =>
+            {
+                (Some(section_label(&section.spec(), *label)), head)
+            }
+            _ => (None, &items[..]),
+        };
+        let mut vanished = false;
+        for i in idx {
+            let meta = sel.msgs[i].clone();
+            let with_flags = seen_changed.contains(&meta.uid) && !items.contains(&FetchAtt::Flags);
+            if let Some(label) = streamable
+                .as_deref()
+                .filter(|_| meta.size > self.sh.cfg.max_output_buffer as u64)
+            {
+                let file = match sel.handle.open_message(meta.uid).await {
+                    Ok(f) => f,
+                    Err(StoreError::NoSuchMessage(_)) => {
+                        vanished = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        let (kind, text) = store_error(&e);
+                        status_line(&mut io.out, tag, kind, &text);
+                        return Ok(false);
+                    }
+                };
+                let len = file.metadata().await?.len();
+                let any = render_open(&mut io.out, i + 1, &meta, head, None, with_flags);
+                io.out.extend_from_slice(
+                    format!("{}{label} {{{len}}}\r\n", if any { " " } else { "" }).as_bytes(),
+                );
+                io.flush().await?;
+                let sent = tokio::io::copy(&mut file.take(len), &mut io.conn).await?;
+                if sent != len {
+                    // The literal's length is already on the wire: the session cannot go on.
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "message file shrank",
+                    ));
+                }
+                io.out.extend_from_slice(b")\r\n");
+                continue;
+            }
+            let content = if needs_content {
+                match sel.handle.fetch(meta.uid).await {
+                    Ok(c) => Some(c),
+                    Err(StoreError::NoSuchMessage(_)) => {
+                        vanished = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        let (kind, text) = store_error(&e);
+                        status_line(&mut io.out, tag, kind, &text);
+                        return Ok(false);
+                    }
+                }
+            } else {
+                None
+            };
+            render(
+                &mut io.out,
+                i + 1,
+                &meta,
+                &items,
+                content.as_deref(),
+                with_flags,
+            );
+            io.flush_if_full().await?;
+        }
+        sel.absorb();
+        sel.announce(&mut io.out, uid, self.condstore);
+        if vanished && !uid {
+            status_line(
+                &mut io.out,
+                tag,
+                "NO",
+                "[EXPUNGEISSUED] some messages were expunged",
+            );
+        } else {
+            status_line(&mut io.out, tag, "OK", "FETCH completed");
+        }
+        Ok(false)
+    }
+}
+
+/// `* seq FETCH (…)` for one message.
+pub fn render(
+    out: &mut Vec<u8>,
+    seq: usize,
+    meta: &MessageMeta,
+    items: &[FetchAtt],
+    content: Option<&[u8]>,
+    with_flags: bool,
+) {
+    render_open(out, seq, meta, items, content, with_flags);
+    out.extend_from_slice(b")\r\n");
+}
+
+/// How a body section is named in a response.
+fn section_label(spec: &str, label: BodyLabel) -> String {
+    match label {
+        BodyLabel::Body => format!("BODY[{spec}]"),
+        BodyLabel::Rfc822 => "RFC822".into(),
+        BodyLabel::Rfc822Header => "RFC822.HEADER".into(),
+        BodyLabel::Rfc822Text => "RFC822.TEXT".into(),
+    }
+}
+
+/// `* seq FETCH (` and the items, without the closing parenthesis. Returns whether it wrote
+/// any item.
+fn render_open(
+    out: &mut Vec<u8>,
+    seq: usize,
+    meta: &MessageMeta,
+    items: &[FetchAtt],
+    content: Option<&[u8]>,
+    with_flags: bool,
+) -> bool {
+    let raw = content.unwrap_or_default();
+    let needs_parse = items.iter().any(|a| match a {
+        FetchAtt::Envelope | FetchAtt::BodyStructure | FetchAtt::BodyBasic => true,
+        FetchAtt::Section { section, .. } => !section.part.is_empty() || section.text.is_some(),
+        _ => false,
+    });
+    let parsed = if needs_parse { mime::parse(raw) } else { None };
+    out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !first {
+            out.push(b' ');
+        }
+        first = false;
+    };
+    if with_flags {
+        sep(out);
+        out.extend_from_slice(b"FLAGS ");
+        write_flags(out, &meta.flags);
+    }
+    for item in items {
+        sep(out);
+        match item {
+            FetchAtt::Flags => {
+                out.extend_from_slice(b"FLAGS ");
+                write_flags(out, &meta.flags);
+            }
+            FetchAtt::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
+            FetchAtt::InternalDate => out.extend_from_slice(
+                format!("INTERNALDATE \"{}\"", format_internal(meta.internal_date)).as_bytes(),
+            ),
+            FetchAtt::Size => {
+                out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())
+            }
+            FetchAtt::Modseq => {
+                out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes())
+            }
+            FetchAtt::Envelope => {
+                out.extend_from_slice(b"ENVELOPE ");
+                mime::envelope(out, raw, parsed.as_ref());
+            }
+            FetchAtt::BodyStructure => {
+                out.extend_from_slice(b"BODYSTRUCTURE ");
+                mime::body_structure(out, raw, parsed.as_ref(), true);
+            }
+            FetchAtt::BodyBasic => {
+                out.extend_from_slice(b"BODY ");
+                mime::body_structure(out, raw, parsed.as_ref(), false);
+            }
+            FetchAtt::Section {
+                section,
+                partial,
+                label,
+                ..
+            } => {
+                out.extend_from_slice(section_label(&section.spec(), *label).as_bytes());
+                let data = if section.part.is_empty() && section.text.is_none() {
+                    Some(std::borrow::Cow::Borrowed(raw))
+                } else if parsed.is_none()
+                    && matches!(section.text, Some(SectionText::HeaderFields { .. }))
+                {
+                    Some(std::borrow::Cow::Borrowed(&b"\r\n"[..]))
+                } else {
+                    mime::section(raw, parsed.as_ref(), section)
+                };
+                let data = data.unwrap_or_default();
+                match partial {
+                    Some((origin, count)) => {
+                        out.extend_from_slice(format!("<{origin}> ").as_bytes());
+                        let start = (*origin as usize).min(data.len());
+                        let end = start.saturating_add(*count as usize).min(data.len());
+                        literal(out, &data[start..end]);
+                    }
+                    None => {
+                        out.push(b' ');
+                        literal(out, &data);
+                    }
+                }
+            }
+        }
+    }
+    !first
+}
