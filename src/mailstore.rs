@@ -10,6 +10,7 @@
 //! Security note: listeners are bound only while serving, so a standby node refuses
 //! connections rather than answering from a volume it does not hold.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -22,11 +23,13 @@ use crate::config::Config;
 use crate::failover::{BoxFuture, Services};
 use crate::imap::ImapServer;
 use crate::mail::StoreDelivery;
-use crate::net::{self, ListenerConfig, Shutdown, TlsMode};
+use crate::net::{
+    self, Conn, ListenerConfig, Protocol, RejectReason, SessionCtx, Shutdown, TlsMode,
+};
 use crate::node::NodeError;
 use crate::pop3::Pop3Server;
 use crate::smtp::{DirectoryPolicy, LmtpServer};
-use crate::store::{Store, StoreConfig};
+use crate::store::{Store, StoreConfig, WriteFence};
 
 /// The store this node serves right now, if any (shared with the admin API).
 pub type StoreSlot = Arc<RwLock<Option<Store>>>;
@@ -78,8 +81,9 @@ impl MailstoreServices {
         self.slot.clone()
     }
 
-    /// Binds every listener, opens the store and serves. On error nothing stays open.
-    pub async fn start_now(&self) -> Result<(), NodeError> {
+    /// Binds every listener, opens the store (behind the lease's write fence, when given)
+    /// and serves. On error nothing stays open.
+    pub async fn start_now(&self, fence: Option<Arc<WriteFence>>) -> Result<(), NodeError> {
         let mut running = self.running.lock().await;
         if running.is_some() {
             return Ok(());
@@ -97,7 +101,7 @@ impl MailstoreServices {
             create_if_missing: ms.create_if_missing,
             ..StoreConfig::default()
         };
-        let store = Store::open(&ms.root, store_cfg)?;
+        let store = Store::open_fenced(&ms.root, store_cfg, fence.clone())?;
         let shutdown = Shutdown::new();
         let mut tasks = JoinSet::new();
         let tls = &self.tls;
@@ -115,7 +119,12 @@ impl MailstoreServices {
         let server = LmtpServer::new(cfg.smtp.clone(), self.policy.clone(), delivery);
         if let Some(l) = lmtp {
             let lc = mail_cfg("lmtp", TlsMode::Plain);
-            tasks.spawn(net::serve(l, lc, Arc::new(server), shutdown.clone()));
+            tasks.spawn(net::serve(
+                l,
+                lc,
+                Guarded::new(Arc::new(server), fence.clone()),
+                shutdown.clone(),
+            ));
         }
         // One POP3 server for both listeners: shared maildrop locks and login limits.
         let pop3 = Arc::new(
@@ -132,11 +141,21 @@ impl MailstoreServices {
         };
         if let Some(l) = pop3_l {
             let lc = pop3_cfg("pop3", TlsMode::StartTls(tls.clone()));
-            tasks.spawn(net::serve(l, lc, pop3.clone(), shutdown.clone()));
+            tasks.spawn(net::serve(
+                l,
+                lc,
+                Guarded::new(pop3.clone(), fence.clone()),
+                shutdown.clone(),
+            ));
         }
         if let Some(l) = pop3s_l {
             let lc = pop3_cfg("pop3s", TlsMode::Implicit(tls.clone()));
-            tasks.spawn(net::serve(l, lc, pop3, shutdown.clone()));
+            tasks.spawn(net::serve(
+                l,
+                lc,
+                Guarded::new(pop3, fence.clone()),
+                shutdown.clone(),
+            ));
         }
         // One IMAP server for both listeners: shared login limits.
         let imap = Arc::new(ImapServer::new(
@@ -147,11 +166,21 @@ impl MailstoreServices {
         ));
         if let Some(l) = imap_l {
             let lc = mail_cfg("imap", TlsMode::StartTls(tls.clone()));
-            tasks.spawn(net::serve(l, lc, imap.clone(), shutdown.clone()));
+            tasks.spawn(net::serve(
+                l,
+                lc,
+                Guarded::new(imap.clone(), fence.clone()),
+                shutdown.clone(),
+            ));
         }
         if let Some(l) = imaps_l {
             let lc = mail_cfg("imaps", TlsMode::Implicit(tls.clone()));
-            tasks.spawn(net::serve(l, lc, imap, shutdown.clone()));
+            tasks.spawn(net::serve(
+                l,
+                lc,
+                Guarded::new(imap, fence.clone()),
+                shutdown.clone(),
+            ));
         }
         *self.slot.write().unwrap_or_else(|p| p.into_inner()) = Some(store);
         *running = Some((shutdown, tasks));
@@ -170,11 +199,47 @@ impl MailstoreServices {
     }
 }
 
+/// A protocol that serves a new connection only while the lease's write fence is open: a
+/// process resuming after a pause longer than its lease drops connections (without a greeting)
+/// until the failover task has fenced it, so clients never see two servers answer.
+struct Guarded<P> {
+    inner: Arc<P>,
+    fence: Option<Arc<WriteFence>>,
+}
+
+impl<P> Guarded<P> {
+    fn new(inner: Arc<P>, fence: Option<Arc<WriteFence>>) -> Arc<Guarded<P>> {
+        Arc::new(Guarded { inner, fence })
+    }
+
+    fn open(&self) -> bool {
+        self.fence.as_ref().is_none_or(|f| f.is_open())
+    }
+}
+
+impl<P: Protocol> Protocol for Guarded<P> {
+    fn serve(&self, conn: Conn, ctx: SessionCtx) -> impl Future<Output = ()> + Send {
+        let (inner, open) = (self.inner.clone(), self.open());
+        async move {
+            if open {
+                inner.serve(conn, ctx).await;
+            } else {
+                tracing::warn!("mailstore: connection dropped: this node's lease has run out");
+            }
+        }
+    }
+
+    fn reject(&self, conn: Conn, reason: RejectReason) -> impl Future<Output = ()> + Send {
+        let inner = self.inner.clone();
+        async move { inner.reject(conn, reason).await }
+    }
+}
+
 impl Services for MailstoreServices {
-    fn start(&self, epoch: u64) -> BoxFuture<'_, Result<(), String>> {
+    fn start(&self, epoch: u64, fence: Arc<WriteFence>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             tracing::info!(epoch, "mailstore: starting the store and its listeners");
-            self.start_now().await.map_err(|e| e.to_string())
+            self.start_now(Some(fence)).await.map_err(|e| e.to_string())
         })
     }
 

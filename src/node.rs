@@ -350,7 +350,7 @@ impl Node {
         let mut failover = None;
         if let (Some(services), Some(ms)) = (&mailstore, &cfg.mailstore) {
             match &cfg.failover {
-                None => services.start_now().await?,
+                None => services.start_now(None).await?,
                 Some(fo) => {
                     failover = Some(Failover::start(
                         cluster.clone(),

@@ -14,17 +14,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{set_extra_config, TestCluster, Tuning};
+use common::{set_extra_config, Cut, TestCluster, Tuning};
 use mailnode::store::{Store, StoreConfig};
 use serde_json::{json, Value};
 
-const NET: u8 = 61;
-
-fn ip(id: u64) -> String {
-    format!("127.0.{NET}.{id}")
+fn ip(net: u8, id: u64) -> String {
+    format!("127.0.{net}.{id}")
 }
 
-fn node_config(id: u64, root: &Path, spool: &Path) -> String {
+fn node_config(net: u8, id: u64, root: &Path, spool: &Path) -> String {
     format!(
         r#"
 [mail]
@@ -47,7 +45,7 @@ renew_ms = 250
 safety_margin_ms = 600
 fence_grace_ms = 300
 "#,
-        ip = ip(id),
+        ip = ip(net, id),
         root = root.display(),
         spool = spool.display(),
     )
@@ -161,89 +159,177 @@ fn mailctl(c: &TestCluster, server: u64, args: &[&str]) -> std::process::Output 
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_lease_moves_on_kill_switchover_and_drain_and_mail_is_delivered_once() {
-    let mut c = TestCluster::new(NET, 3, Tuning::default());
-    let root = c.tmp.path().join("mailstore");
-    for id in 1..=3 {
-        let spool = c.nodes[(id - 1) as usize].data_dir().join("spool");
-        set_extra_config(&c, id, &node_config(id, &root, &spool));
-    }
-    c.form().await;
-    let (first, epoch) = active_holder(&c, 1, None, Duration::from_secs(20)).await;
-    assert!(epoch >= 1);
-
-    // Never two nodes serving: sample every node's LMTP port all along.
-    let stop = Arc::new(AtomicBool::new(false));
-    let double = Arc::new(Mutex::new(Vec::<Vec<u64>>::new()));
-    let sampler = {
-        let (stop, double) = (stop.clone(), double.clone());
-        std::thread::spawn(move || {
-            let mut samples = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let serving: Vec<u64> = (1..=3)
-                    .filter(|id| {
-                        let addr = format!("{}:2424", ip(*id)).parse().unwrap();
-                        TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                    })
-                    .collect();
-                if serving.len() > 1 {
-                    double.lock().unwrap().push(serving);
-                }
-                samples += 1;
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            samples
-        })
+/// Serving, as a client sees it: the LMTP greeting arrives. (A paused process still accepts
+/// TCP connections into its backlog, but never greets.)
+fn greets(addr: &str) -> bool {
+    let Ok(addr) = addr.parse() else { return false };
+    let Ok(tcp) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
     };
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(300)));
+    let mut line = String::new();
+    BufReader::new(tcp).read_line(&mut line).is_ok() && line.starts_with("220")
+}
 
-    let api = c.api(1);
-    assert_eq!(
-        api.call("POST", "/api/domains", Some(json!({"name": "example.org"})))
-            .await
-            .0,
-        200
-    );
-    let user = json!({"address": "alice@example.org", "password_hash": "{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="});
-    assert_eq!(api.call("POST", "/api/users", Some(user)).await.0, 201);
+/// Three nodes with a shared store directory, a sampler of who serves LMTP, and SMTP load
+/// through every node's MX.
+struct Rig {
+    c: TestCluster,
+    net: u8,
+    root: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    double: Arc<Mutex<Vec<Vec<u64>>>>,
+    sampler: Option<std::thread::JoinHandle<u64>>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+    acked: Arc<Mutex<Vec<String>>>,
+}
 
-    // Load through the MX of every node.
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let mut clients = Vec::new();
-    for t in 1..=3u64 {
-        let (acked, stop) = (acked.clone(), stop.clone());
-        clients.push(std::thread::spawn(move || {
-            let mx = format!("{}:2525", ip(t));
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let tag = format!("{t}-{n}");
-                n += 1;
-                match send(&mx, "alice@example.org", &tag) {
-                    Ok(true) => acked.lock().unwrap().push(tag),
-                    Ok(false) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+impl Rig {
+    async fn start(net: u8) -> Rig {
+        let mut c = TestCluster::new(net, 3, Tuning::default());
+        let root = c.tmp.path().join("mailstore");
+        for id in 1..=3 {
+            let spool = c.nodes[(id - 1) as usize].data_dir().join("spool");
+            set_extra_config(&c, id, &node_config(net, id, &root, &spool));
+        }
+        c.form().await;
+        let api = c.api(1);
+        assert_eq!(
+            api.call("POST", "/api/domains", Some(json!({"name": "example.org"})))
+                .await
+                .0,
+            200
+        );
+        let user = json!({"address": "alice@example.org", "password_hash": "{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="});
+        assert_eq!(api.call("POST", "/api/users", Some(user)).await.0, 201);
+        let stop = Arc::new(AtomicBool::new(false));
+        let double = Arc::new(Mutex::new(Vec::<Vec<u64>>::new()));
+        // Never two nodes serving: sample every node's LMTP greeting all along.
+        let sampler = {
+            let (stop, double) = (stop.clone(), double.clone());
+            std::thread::spawn(move || {
+                let mut samples = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let serving: Vec<u64> = (1..=3)
+                        .filter(|id| greets(&format!("{}:2424", ip(net, *id))))
+                        .collect();
+                    if serving.len() > 1 {
+                        double.lock().unwrap().push(serving);
+                    }
+                    samples += 1;
+                    std::thread::sleep(Duration::from_millis(5));
                 }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }));
+                samples
+            })
+        };
+        let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut clients = Vec::new();
+        for t in 1..=3u64 {
+            let (acked, stop) = (acked.clone(), stop.clone());
+            clients.push(std::thread::spawn(move || {
+                let mx = format!("{}:2525", ip(net, t));
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let tag = format!("{t}-{n}");
+                    n += 1;
+                    match send(&mx, "alice@example.org", &tag) {
+                        Ok(true) => acked.lock().unwrap().push(tag),
+                        Ok(false) => {}
+                        Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }));
+        }
+        Rig {
+            c,
+            net,
+            root,
+            stop,
+            double,
+            sampler: Some(sampler),
+            clients,
+            acked,
+        }
     }
-    let wait_acked = |n: usize| {
-        let acked = acked.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while acked.lock().unwrap().len() < n {
-                assert!(Instant::now() < deadline, "the load did not make progress");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+
+    /// Waits for `more` acknowledged messages.
+    async fn more_acked(&self, more: usize) {
+        let target = self.acked.lock().unwrap().len() + more;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.acked.lock().unwrap().len() < target {
+            assert!(Instant::now() < deadline, "the load did not make progress");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the load and the sampler, drains the queues, stops the nodes, and checks: never
+    /// two serving, every acknowledged message delivered exactly once.
+    async fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for cl in self.clients.drain(..) {
+            cl.join().unwrap();
+        }
+        let samples = self.sampler.take().unwrap().join().unwrap();
+        let doubles = self.double.lock().unwrap().clone();
+        assert!(
+            doubles.is_empty(),
+            "two nodes served LMTP at once: {doubles:?}"
+        );
+        assert!(samples > 100, "too few samples: {samples}");
+        let c = &mut self.c;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut waiting = 0;
+            for id in 1..=3 {
+                if let Some((200, v)) = c.api(id).try_call("GET", "/api/status", None).await {
+                    waiting += v["queue"]["messages"].as_u64().unwrap_or(0);
+                }
+            }
+            if waiting == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "queues did not drain: {waiting} left"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for id in 1..=3 {
+            if c.nodes[(id - 1) as usize].child.is_some() {
+                c.node(id).terminate(Duration::from_secs(15));
             }
         }
-    };
-    wait_acked(20).await;
+        let seen = delivered(&self.root, "alice@example.org").await;
+        let acked = self.acked.lock().unwrap().clone();
+        let missing: Vec<&String> = acked.iter().filter(|t| !seen.contains_key(*t)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} acknowledged messages lost: {missing:?}",
+            missing.len()
+        );
+        let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(dups.is_empty(), "delivered twice: {dups:?}");
+        eprintln!(
+            "{} acknowledged, {} delivered, LMTP sampled {samples} times",
+            acked.len(),
+            seen.len()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_moves_on_kill_switchover_and_drain_and_mail_is_delivered_once() {
+    let mut rig = Rig::start(61).await;
+    let (first, epoch) = active_holder(&rig.c, 1, None, Duration::from_secs(20)).await;
+    assert!(epoch >= 1);
+    rig.more_acked(20).await;
 
     // (a) kill -9 the holder: another node takes over after the lease expires.
     let killed_at = Instant::now();
-    c.node(first).kill9();
+    rig.c.node(first).kill9();
     let ask = if first == 1 { 2 } else { 1 };
-    let (second, epoch2) = active_holder(&c, ask, Some(first), Duration::from_secs(20)).await;
+    let (second, epoch2) = active_holder(&rig.c, ask, Some(first), Duration::from_secs(20)).await;
     let took = killed_at.elapsed();
     eprintln!("kill -9 of node {first}: node {second} active after {took:?} (epoch {epoch2})");
     assert!(epoch2 > epoch);
@@ -251,106 +337,118 @@ async fn the_lease_moves_on_kill_switchover_and_drain_and_mail_is_delivered_once
         took >= Duration::from_millis(1500),
         "granted before the lease expired: {took:?}"
     );
-    let n = acked.lock().unwrap().len();
-    wait_acked(n + 20).await;
-    c.node(first).start();
-    c.api(first).wait_ready(Duration::from_secs(20)).await;
+    rig.more_acked(20).await;
+    rig.c.node(first).start();
+    rig.c.api(first).wait_ready(Duration::from_secs(20)).await;
 
     // (e) planned switchover with mailctl, to the restarted node.
+    let c = &rig.c;
     let started = Instant::now();
-    let out = mailctl(&c, ask, &["failover", "--to", &format!("n{first}")]);
+    let out = mailctl(c, ask, &["failover", "--to", &format!("n{first}")]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (third, epoch3) = active_holder(&c, ask, Some(second), Duration::from_secs(10)).await;
+    let (third, epoch3) = active_holder(c, ask, Some(second), Duration::from_secs(10)).await;
     eprintln!("switchover to node {third}: {:?}", started.elapsed());
     assert_eq!(third, first);
     assert!(epoch3 > epoch2);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("is the active mailstore"), "{text}");
-    let status = mailctl(&c, ask, &["status"]);
+    let status = mailctl(c, ask, &["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
         text.contains("switchover requested by the operator"),
         "{text}"
     );
     // A switchover to the holder itself, or to an unknown node, is refused.
-    let out = mailctl(&c, ask, &["failover", "--to", &format!("n{first}")]);
+    let out = mailctl(c, ask, &["failover", "--to", &format!("n{first}")]);
     assert_eq!(
         out.status.code(),
         Some(1),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = mailctl(&c, ask, &["failover", "--to", "n9"]);
+    let out = mailctl(c, ask, &["failover", "--to", "n9"]);
     assert_eq!(out.status.code(), Some(2));
-    let n = acked.lock().unwrap().len();
-    wait_acked(n + 20).await;
+    rig.more_acked(20).await;
 
     // Drain the holder: it hands over; undrain lets it back.
-    let out = mailctl(&c, ask, &["node", "drain", &first.to_string()]);
+    let c = &rig.c;
+    let out = mailctl(c, ask, &["node", "drain", &first.to_string()]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (fourth, _) = active_holder(&c, ask, Some(first), Duration::from_secs(10)).await;
+    let (fourth, _) = active_holder(c, ask, Some(first), Duration::from_secs(10)).await;
     assert_ne!(fourth, first);
-    let m = lease(&c, ask).await.unwrap();
+    let m = lease(c, ask).await.unwrap();
     assert_eq!(m["drained"], json!([first]));
-    let out = mailctl(&c, ask, &["node", "undrain", &first.to_string()]);
+    let out = mailctl(c, ask, &["node", "undrain", &first.to_string()]);
     assert!(out.status.success());
-    let n = acked.lock().unwrap().len();
-    wait_acked(n + 20).await;
+    rig.more_acked(20).await;
+    rig.finish().await;
+}
 
-    stop.store(true, Ordering::Relaxed);
-    for cl in clients {
-        cl.join().unwrap();
-    }
-    let samples = sampler.join().unwrap();
-    let doubles = double.lock().unwrap().clone();
-    assert!(
-        doubles.is_empty(),
-        "two nodes served LMTP at once: {doubles:?}"
-    );
-    assert!(samples > 100, "too few samples: {samples}");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_or_cut_off_holder_fences_itself_before_another_takes_over() {
+    let mut rig = Rig::start(62).await;
+    let (first, _) = active_holder(&rig.c, 1, None, Duration::from_secs(20)).await;
+    rig.more_acked(10).await;
 
-    // Every queue drains; then stop everything and read the shared store.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // (b) SIGSTOP the holder for longer than the lease, then SIGCONT: another node takes
+    // over, and the resumed node neither greets nor writes (its lease ran out while paused).
+    rig.c.node(first).signal(nix::sys::signal::Signal::SIGSTOP);
+    let other = if first == 1 { 2 } else { 1 };
+    let (second, _) = active_holder(&rig.c, other, Some(first), Duration::from_secs(20)).await;
+    rig.more_acked(10).await;
+    rig.c.node(first).signal(nix::sys::signal::Signal::SIGCONT);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut waiting = 0;
-        for id in 1..=3 {
-            if let Some((200, v)) = c.api(id).try_call("GET", "/api/status", None).await {
-                waiting += v["queue"]["messages"].as_u64().unwrap_or(0);
+        if let Some((200, v)) = rig.c.api(first).try_call("GET", "/api/status", None).await {
+            if v["mailstore"]["local"]["state"] == "standby" {
+                break;
             }
-        }
-        if waiting == 0 {
-            break;
         }
         assert!(
             Instant::now() < deadline,
-            "queues did not drain: {waiting} left"
+            "the resumed node did not fence itself"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for id in 1..=3 {
-        c.node(id).terminate(Duration::from_secs(15));
+    rig.more_acked(10).await;
+
+    // (c) cut the holder off from the other two: it fences itself; they take over.
+    let net = rig.net;
+    let others: Vec<String> = (1..=3)
+        .filter(|i| *i != second)
+        .map(|i| ip(net, i))
+        .collect();
+    let others: Vec<&str> = others.iter().map(String::as_str).collect();
+    let holder_ip = ip(net, second);
+    {
+        let _cut = Cut::between(&[holder_ip.as_str()], &others);
+        let ask = (1..=3).find(|i| *i != second).unwrap();
+        let (third, _) = active_holder(&rig.c, ask, Some(second), Duration::from_secs(20)).await;
+        eprintln!("cut off node {second}: node {third} took over");
+        rig.more_acked(10).await;
     }
-    let seen = delivered(&root, "alice@example.org").await;
-    let acked = acked.lock().unwrap().clone();
-    let missing: Vec<&String> = acked.iter().filter(|t| !seen.contains_key(*t)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged messages lost: {missing:?}",
-        missing.len()
-    );
-    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "delivered twice: {dups:?}");
-    eprintln!(
-        "{} acknowledged, {} delivered, LMTP sampled {samples} times",
-        acked.len(),
-        seen.len()
-    );
+    // (d) cut off the Raft leader when it is not the holder: the holder keeps serving (it
+    // renews through the new leader) or hands over cleanly; mail keeps flowing.
+    let leader = rig.c.leader().await.expect("a leader");
+    let (holder, _) = active_holder(&rig.c, leader, None, Duration::from_secs(20)).await;
+    if leader != holder {
+        let others: Vec<String> = (1..=3)
+            .filter(|i| *i != leader)
+            .map(|i| ip(net, i))
+            .collect();
+        let others: Vec<&str> = others.iter().map(String::as_str).collect();
+        let leader_ip = ip(net, leader);
+        let _cut = Cut::between(&[leader_ip.as_str()], &others);
+        rig.more_acked(15).await;
+    }
+    rig.more_acked(10).await;
+    rig.finish().await;
 }

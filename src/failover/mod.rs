@@ -39,6 +39,7 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::cluster::{Cluster, RaftView};
+use crate::store::WriteFence;
 use state::{LeaseCommand, LeaseOutcome, MailstoreState};
 use volume::{Volume, VolumeConfig};
 
@@ -110,8 +111,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The mailstore's services (store, LMTP, IMAP, POP3), started when this node holds the lease
 /// and the volume is taken, stopped before it is released.
 pub trait Services: Send + Sync + 'static {
-    /// Opens the store and starts serving. An error leaves nothing running.
-    fn start(&self, epoch: u64) -> BoxFuture<'_, Result<(), String>>;
+    /// Opens the store (behind `fence`: no write once the lease has run out) and starts
+    /// serving. An error leaves nothing running.
+    fn start(&self, epoch: u64, fence: Arc<WriteFence>) -> BoxFuture<'_, Result<(), String>>;
     /// Stops serving: sessions get their goodbye within `grace`, then are aborted; the store is
     /// closed. Never fails.
     fn stop(&self, grace: Duration) -> BoxFuture<'_, ()>;
@@ -174,6 +176,7 @@ impl Failover {
             lmtp_addr,
             services,
             role: tx,
+            fence: Arc::new(WriteFence::new()),
         };
         let task = tokio::spawn(holder.run(shutdown));
         Failover {
@@ -319,6 +322,9 @@ struct Holder {
     lmtp_addr: Option<std::net::SocketAddr>,
     services: Arc<dyn Services>,
     role: watch::Sender<LocalRole>,
+    /// Open until the last committed renewal's send time + (lease − margin); the store checks
+    /// it at every durable step.
+    fence: Arc<WriteFence>,
 }
 
 /// Why a holder stops serving.
@@ -432,7 +438,10 @@ impl Holder {
         let mut last_ok = loop {
             let t0 = Instant::now();
             match tokio::time::timeout(budget, self.cluster.lease(renew())).await {
-                Ok(Ok(LeaseOutcome::Done)) => break t0,
+                Ok(Ok(LeaseOutcome::Done)) => {
+                    self.fence.open_until(t0 + budget);
+                    break t0;
+                }
                 Ok(Ok(LeaseOutcome::Stale(why))) => return Stop::Lost(why),
                 _ if observed.elapsed() >= budget => {
                     return Stop::Lost("cannot confirm the lease".into())
@@ -455,7 +464,7 @@ impl Holder {
         if last_ok.elapsed() >= budget {
             return Stop::Lost("activation outlasted the lease".into());
         }
-        if let Err(e) = self.services.start(epoch).await {
+        if let Err(e) = self.services.start(epoch, self.fence.clone()).await {
             return Stop::Failed(format!("cannot start the mailstore services: {e}"));
         }
         self.set(|r| {
@@ -499,6 +508,7 @@ impl Holder {
             match tokio::time::timeout(left, self.cluster.lease(cmd)).await {
                 Ok(Ok(LeaseOutcome::Done)) => {
                     last_ok = t0;
+                    self.fence.open_until(t0 + budget);
                     reported = true;
                 }
                 Ok(Ok(LeaseOutcome::Stale(why))) => return Stop::Lost(why),
@@ -516,6 +526,7 @@ impl Holder {
 
     /// Stops the services and releases the volume. Idempotent.
     async fn fence(&self) {
+        self.fence.close();
         self.set(|r| r.state = "fencing");
         let grace = Duration::from_millis(self.config.fence_grace_ms);
         self.services.stop(grace).await;

@@ -83,6 +83,10 @@ pub enum StoreError {
     /// A background task panicked or was cancelled (a bug, not client input).
     #[error("internal store error: {0}")]
     Internal(String),
+    /// This node's mailstore lease has run out: it writes nothing more (another node serves
+    /// the mailstore, or will in a moment).
+    #[error("this node no longer holds the mailstore lease; try again (another node takes over)")]
+    Fenced,
 }
 
 impl StoreError {
@@ -96,6 +100,7 @@ impl StoreError {
                 | StoreError::Io { .. }
                 | StoreError::Internal(_)
                 | StoreError::NotInitialised { .. }
+                | StoreError::Fenced
         )
     }
 }
@@ -158,6 +163,7 @@ impl StoreError {
                 },
             },
             Internal(w) => Internal(w.clone()),
+            Fenced => Fenced,
         }
     }
 }

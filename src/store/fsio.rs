@@ -148,13 +148,54 @@ pub(crate) enum Step {
     MailboxMoved,
 }
 
-/// Test-only fault injection: a hook called at every [`Step`] that may return an error (to
-/// test failure handling) or panic (to simulate a crash: no cleanup code runs after it).
-/// In normal builds this is an empty type and [`Faults::at`] compiles to nothing.
+/// Checked at every [`Step`]: the write fence (a node whose mailstore lease ran out writes
+/// nothing more), and in tests a fault-injection hook that may return an error (to test
+/// failure handling) or panic (to simulate a crash: no cleanup code runs after it).
 #[derive(Default)]
 pub(crate) struct Faults {
     #[cfg(test)]
     pub hook: std::sync::Mutex<Option<FaultHook>>,
+    pub fence: Option<std::sync::Arc<WriteFence>>,
+}
+
+/// The store's side of the mailstore lease: writes are allowed until a deadline on this
+/// process's monotonic clock, which the lease holder pushes forward with every committed
+/// renewal. A process paused past its lease (SIGSTOP, a long GC-like stall, a hung VM) finds
+/// the deadline passed when it resumes and refuses every durable step, even if a session
+/// runs before the failover task has fenced the node.
+#[derive(Debug, Default)]
+pub struct WriteFence {
+    /// Milliseconds since [`mono_base`]; 0 = closed.
+    until_ms: AtomicU64,
+}
+
+fn mono_base() -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *BASE.get_or_init(std::time::Instant::now)
+}
+
+impl WriteFence {
+    /// A closed fence (nothing may be written until [`WriteFence::open_until`]).
+    pub fn new() -> WriteFence {
+        WriteFence::default()
+    }
+
+    /// Allows writes until `deadline`.
+    pub fn open_until(&self, deadline: std::time::Instant) {
+        let ms = deadline.saturating_duration_since(mono_base()).as_millis() as u64;
+        self.until_ms.store(ms.max(1), Ordering::SeqCst);
+    }
+
+    /// Refuses writes from now on.
+    pub fn close(&self) {
+        self.until_ms.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether a write may proceed now.
+    pub fn is_open(&self) -> bool {
+        let until = self.until_ms.load(Ordering::SeqCst);
+        until != 0 && (mono_base().elapsed().as_millis() as u64) < until
+    }
 }
 
 #[cfg(test)]
@@ -162,8 +203,25 @@ pub(crate) type FaultHook =
     std::sync::Arc<dyn Fn(Step) -> Option<std::io::Error> + Send + Sync + 'static>;
 
 impl Faults {
-    #[cfg(test)]
+    pub(crate) fn with_fence(fence: Option<std::sync::Arc<WriteFence>>) -> Faults {
+        Faults {
+            #[cfg(test)]
+            hook: std::sync::Mutex::new(None),
+            fence,
+        }
+    }
+
     pub(crate) fn at(&self, step: Step, path: &Path) -> Result<(), StoreError> {
+        if let Some(f) = &self.fence {
+            if !f.is_open() {
+                return Err(StoreError::Fenced);
+            }
+        }
+        self.hook_at(step, path)
+    }
+
+    #[cfg(test)]
+    fn hook_at(&self, step: Step, path: &Path) -> Result<(), StoreError> {
         let hook = self.hook.lock().unwrap_or_else(|e| e.into_inner()).clone();
         match hook.and_then(|h| h(step)) {
             Some(e) => Err(at(path)(e)),
@@ -173,7 +231,7 @@ impl Faults {
 
     #[cfg(not(test))]
     #[inline(always)]
-    pub(crate) fn at(&self, _step: Step, _path: &Path) -> Result<(), StoreError> {
+    fn hook_at(&self, _step: Step, _path: &Path) -> Result<(), StoreError> {
         Ok(())
     }
 }

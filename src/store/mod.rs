@@ -44,6 +44,7 @@ pub use check::{CheckReport, Finding, FindingKind};
 pub use error::StoreError;
 pub use fanout::DeliveryTarget;
 pub use flags::{FlagOp, Flags, SystemFlag};
+pub use fsio::WriteFence;
 pub use handle::{MailboxHandle, MailboxStatus};
 pub use manage::MailboxInfo;
 pub use names::{INBOX, SEPARATOR};
@@ -172,9 +173,19 @@ impl Store {
     /// Opens the store at `root` (the volume's mount point). Cheap: users are loaded, and
     /// repaired if needed, when first used.
     pub fn open(root: impl Into<PathBuf>, config: StoreConfig) -> Result<Store, StoreError> {
+        Store::open_fenced(root, config, None)
+    }
+
+    /// [`Store::open`] for the lease holder: every durable step first checks `fence`, so
+    /// nothing is written once the lease has run out (see [`WriteFence`]).
+    pub fn open_fenced(
+        root: impl Into<PathBuf>,
+        config: StoreConfig,
+        fence: Option<Arc<WriteFence>>,
+    ) -> Result<Store, StoreError> {
         let root = root.into();
         let marker = root.join(MARKER);
-        let faults = Faults::default();
+        let faults = Faults::with_fence(fence);
         match std::fs::read(&marker) {
             Ok(bytes) => {
                 let m: Marker =

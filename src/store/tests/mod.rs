@@ -6,6 +6,7 @@ mod concurrency;
 mod crash;
 mod damage;
 mod fanout;
+mod fence;
 mod mailboxes;
 mod once;
 
