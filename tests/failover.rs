@@ -114,15 +114,28 @@ async fn active_holder(
             }
         }
         if Instant::now() >= deadline {
-            for n in &c.nodes {
-                eprintln!("--- node {} log:\n{}", n.id, n.log());
-            }
+            dump(c).await;
             panic!(
                 "no active mailstore within {within:?}: {:?}",
                 lease(c, ask).await
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Prints what each node says and the end of its log, before a failing assertion.
+async fn dump(c: &TestCluster) {
+    for n in &c.nodes {
+        let status = c.api(n.id).try_call("GET", "/api/status", None).await;
+        eprintln!("--- node {} status: {status:?}", n.id);
+        let log = n.log();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        eprintln!(
+            "--- node {} log (last 60 lines, newest first):\n{}",
+            n.id,
+            tail.join("\n")
+        );
     }
 }
 
@@ -258,7 +271,10 @@ impl Rig {
         let target = self.acked.lock().unwrap().len() + more;
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.acked.lock().unwrap().len() < target {
-            assert!(Instant::now() < deadline, "the load did not make progress");
+            if Instant::now() >= deadline {
+                dump(&self.c).await;
+                panic!("the load did not make progress");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -272,10 +288,10 @@ impl Rig {
         }
         let samples = self.sampler.take().unwrap().join().unwrap();
         let doubles = self.double.lock().unwrap().clone();
-        assert!(
-            doubles.is_empty(),
-            "two nodes served LMTP at once: {doubles:?}"
-        );
+        if !doubles.is_empty() {
+            dump(&self.c).await;
+            panic!("two nodes served LMTP at once: {doubles:?}");
+        }
         assert!(samples > 100, "too few samples: {samples}");
         let c = &mut self.c;
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -289,10 +305,10 @@ impl Rig {
             if waiting == 0 {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "queues did not drain: {waiting} left"
-            );
+            if Instant::now() >= deadline {
+                dump(c).await;
+                panic!("queues did not drain: {waiting} left");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for id in 1..=3 {
@@ -412,10 +428,10 @@ async fn a_paused_or_cut_off_holder_fences_itself_before_another_takes_over() {
                 break;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the resumed node did not fence itself"
-        );
+        if Instant::now() >= deadline {
+            dump(&rig.c).await;
+            panic!("the resumed node did not fence itself");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     rig.more_acked(10).await;
