@@ -378,6 +378,26 @@ async fn the_lease_moves_on_kill_switchover_and_drain_and_mail_is_delivered_once
         text.contains("switchover requested by the operator"),
         "{text}"
     );
+    // Every member's own view: one active node with the volume and the services, two standby.
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("NODE"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    let active: Vec<&&str> = rows.iter().filter(|r| r.contains(" active ")).collect();
+    assert_eq!(active.len(), 1, "{text}");
+    assert!(active[0].starts_with(&format!("{first} ")), "{text}");
+    assert_eq!(
+        active[0].matches("yes").count(),
+        2,
+        "volume and services: {text}"
+    );
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(" standby ")).count(),
+        2,
+        "{text}"
+    );
     // A switchover to the holder itself, or to an unknown node, is refused.
     let out = mailctl(c, ask, &["failover", "--to", &format!("n{first}")]);
     assert_eq!(

@@ -72,6 +72,21 @@ impl Client {
         })
     }
 
+    /// The same credentials and CA, for another member's API (`HOST:PORT` as the cluster
+    /// lists it).
+    pub fn for_server(&self, addr: &str) -> Result<Client, CtlError> {
+        let server = ServerAddr::parse(addr).map_err(CtlError::usage)?;
+        let server_name = ServerName::try_from(server.host.clone())
+            .map_err(|_| CtlError::usage(format!("{addr}: not a valid server name")))?;
+        Ok(Client {
+            server,
+            auth: self.auth.clone(),
+            tls: self.tls.clone(),
+            server_name,
+            ca: self.ca.clone(),
+        })
+    }
+
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Result<Bytes, CtlError> {
         self.send(Method::GET, path, None).await

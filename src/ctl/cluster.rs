@@ -17,7 +17,84 @@ pub(crate) async fn status(ctx: &Ctx) -> Result<(), CtlError> {
     if ctx.json {
         return output::stdout(&output::json(&body));
     }
-    output::stdout(&render_status(&parse_json(&body)?))
+    let status = parse_json(&body)?;
+    let mut out = render_status(&status);
+    // Each member's own part in the mailstore role (mount, services), asked of it directly.
+    let nodes = output::array(&status, "nodes");
+    if status["mailstore"]["candidates"]
+        .as_object()
+        .is_some_and(|c| !c.is_empty())
+    {
+        let mut roles = Vec::new();
+        for n in nodes {
+            let local = match n["api_addr"].as_str().map(|a| ctx.client.for_server(a)) {
+                Some(Ok(client)) => {
+                    let ask = client.get_json("/api/status");
+                    match tokio::time::timeout(std::time::Duration::from_secs(3), ask).await {
+                        Ok(Ok(v)) => Ok(v),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err("no answer within 3 s".to_owned()),
+                    }
+                }
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("no API address".to_owned()),
+            };
+            roles.push((n.clone(), local));
+        }
+        out.push('\n');
+        out.push_str(&roles_table(&roles).render());
+    }
+    output::stdout(&out)
+}
+
+/// NODE RAFT MAILSTORE VOLUME SERVICES LEASE ERROR: each member's own view.
+fn roles_table(roles: &[(Value, Result<Value, String>)]) -> Table {
+    let mut t = Table::new(&[
+        "NODE",
+        "RAFT",
+        "MAILSTORE",
+        "VOLUME",
+        "SERVICES",
+        "LEASE",
+        "ERROR",
+    ]);
+    for (n, answer) in roles {
+        let name = format!("{} ({})", text(n.get("id")), text(n.get("name")));
+        match answer {
+            Ok(v) => {
+                let l = &v["mailstore"]["local"];
+                let yes_no = |b: &Value| if *b == json!(true) { "yes" } else { "no" }.to_owned();
+                let age = l["lease_age_ms"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |ms| format!("{ms} ms"));
+                t.row([
+                    name,
+                    text(v.get("state")),
+                    if l.is_null() {
+                        "-".to_owned()
+                    } else {
+                        text(l.get("state"))
+                    },
+                    yes_no(&l["volume"]),
+                    yes_no(&l["services"]),
+                    age,
+                    l["last_error"]
+                        .as_str()
+                        .map_or("-".to_owned(), output::clean),
+                ]);
+            }
+            Err(e) => t.row([
+                name,
+                "unreachable".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                "-".to_owned(),
+                output::clean(e),
+            ]),
+        }
+    }
+    t
 }
 
 pub(crate) async fn bootstrap(ctx: &Ctx) -> Result<(), CtlError> {
