@@ -23,6 +23,7 @@ fn ip(net: u8, id: u64) -> String {
 }
 
 fn node_config(net: u8, id: u64, root: &Path, spool: &Path) -> String {
+    let fenced = root.with_file_name("fenced.log");
     format!(
         r#"
 [mail]
@@ -44,7 +45,10 @@ lease_ms = 1500
 renew_ms = 250
 safety_margin_ms = 600
 fence_grace_ms = 300
+fence_command = ["sh", "-c", "echo {{node}} {{name}} >> {fenced}"]
+fence_timeout_ms = 5000
 "#,
+        fenced = fenced.display(),
         ip = ip(net, id),
         root = root.display(),
         spool = spool.display(),
@@ -353,6 +357,9 @@ async fn the_lease_moves_on_kill_switchover_and_drain_and_mail_is_delivered_once
         took >= Duration::from_millis(1500),
         "granted before the lease expired: {took:?}"
     );
+    // The new holder ran the fence agent against the old one before mounting.
+    let fenced = std::fs::read_to_string(rig.root.with_file_name("fenced.log")).unwrap();
+    assert_eq!(fenced, format!("{first} n{first}\n"));
     rig.more_acked(20).await;
     rig.c.node(first).start();
     rig.c.api(first).wait_ready(Duration::from_secs(20)).await;

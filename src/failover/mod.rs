@@ -28,6 +28,7 @@
 //! from an old holder or leader changes nothing (module `state`).
 
 pub mod state;
+pub mod vip;
 pub mod volume;
 
 use std::future::Future;
@@ -55,6 +56,13 @@ pub struct FailoverConfig {
     pub safety_margin_ms: u64,
     /// Sessions get this long to say goodbye when the holder fences itself.
     pub fence_grace_ms: u64,
+    /// Run before mounting when the lease was taken from a holder that did not release it
+    /// (it may still be alive): e.g. an IPMI/Redfish power-off or a SCSI-3 reservation.
+    /// `{node}` and `{name}` are replaced by the old holder's id and name. A failure or a
+    /// timeout means: do not mount (the next node is tried). Empty: no fence agent.
+    pub fence_command: Vec<String>,
+    /// How long the fence agent may take.
+    pub fence_timeout_ms: u64,
     /// The shared volume.
     pub volume: VolumeConfig,
 }
@@ -66,6 +74,8 @@ impl Default for FailoverConfig {
             renew_ms: 500,
             safety_margin_ms: 1000,
             fence_grace_ms: 500,
+            fence_command: Vec::new(),
+            fence_timeout_ms: 30_000,
             volume: VolumeConfig::default(),
         }
     }
@@ -93,6 +103,12 @@ impl FailoverConfig {
                     2 * self.renew_ms + self.safety_margin_ms
                 ),
             ));
+        }
+        if !self.fence_command.is_empty() && self.fence_timeout_ms == 0 {
+            return Err(("fence_timeout_ms", "must be positive".into()));
+        }
+        if self.fence_command.first().is_some_and(|p| p.is_empty()) {
+            return Err(("fence_command", "the program name is empty".into()));
         }
         if self.volume.device.is_some() && self.volume.fstype.is_empty() {
             return Err(("volume.fstype", "must name a file system type".into()));
@@ -433,11 +449,11 @@ impl Holder {
         let me = self.cluster.id();
         let observed = Instant::now();
         let budget = Duration::from_millis(self.config.lease_ms - self.config.safety_margin_ms);
-        let renew = || LeaseCommand::Renew { node: me, epoch };
         // The first renewal dates the lease; nothing is touched before it commits.
-        let mut last_ok = loop {
+        let last_ok = loop {
             let t0 = Instant::now();
-            match tokio::time::timeout(budget, self.cluster.lease(renew())).await {
+            let renew = LeaseCommand::Renew { node: me, epoch };
+            match tokio::time::timeout(budget, self.cluster.lease(renew)).await {
                 Ok(Ok(LeaseOutcome::Done)) => {
                     self.fence.open_until(t0 + budget);
                     break t0;
@@ -453,6 +469,31 @@ impl Holder {
             r.state = "activating";
             r.epoch = Some(epoch);
         });
+        // From here a background task renews, so long steps (a fence agent, an XFS log
+        // replay) never cost the lease; every step checks it is still ours.
+        let renewer = Renewer::start(self, epoch, last_ok, budget);
+        let taken_from = state
+            .borrow()
+            .last_failover
+            .as_ref()
+            .filter(|r| r.epoch == epoch)
+            .and_then(|r| r.from)
+            .filter(|from| *from != me);
+        if let (Some(old), false) = (taken_from, self.config.fence_command.is_empty()) {
+            let name = state
+                .borrow()
+                .candidates
+                .get(&old)
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            tracing::warn!(epoch, old, %name, "mailstore: fencing the previous holder");
+            if let Err(e) = self.fence_agent(old, &name).await {
+                return Stop::Failed(e);
+            }
+            if let Some(stop) = renewer.check() {
+                return stop;
+            }
+        }
         tracing::info!(epoch, "mailstore: lease held; taking the volume");
         let (volume, node, name) = (self.volume.clone(), me, self.name.clone());
         let taken = tokio::task::spawn_blocking(move || volume.take(epoch, node, &name)).await;
@@ -461,8 +502,8 @@ impl Holder {
             Ok(Err(e)) => return Stop::Failed(format!("cannot take the volume: {e}")),
             Err(e) => return Stop::Failed(format!("volume task failed: {e}")),
         }
-        if last_ok.elapsed() >= budget {
-            return Stop::Lost("activation outlasted the lease".into());
+        if let Some(stop) = renewer.check() {
+            return stop;
         }
         if let Err(e) = self.services.start(epoch, self.fence.clone()).await {
             return Stop::Failed(format!("cannot start the mailstore services: {e}"));
@@ -474,12 +515,7 @@ impl Holder {
         });
         let duration_ms = observed.elapsed().as_millis() as u64;
         tracing::info!(epoch, duration_ms, "mailstore: active");
-        let activated = LeaseCommand::Activated {
-            node: me,
-            epoch,
-            duration_ms,
-        };
-        let mut reported = false;
+        renewer.report_active(duration_ms);
         let period = Duration::from_millis(self.config.renew_ms);
         loop {
             let st = state.borrow_and_update().clone();
@@ -495,32 +531,54 @@ impl Holder {
             if shutdown.is_triggered() {
                 return Stop::HandOver("this node is shutting down".into());
             }
-            let left = budget.saturating_sub(last_ok.elapsed());
-            if left.is_zero() {
-                return Stop::Lost(format!(
-                    "no renewal committed for {} ms",
-                    last_ok.elapsed().as_millis()
-                ));
+            if let Some(stop) = renewer.check() {
+                return stop;
             }
-            self.set(|r| r.lease_age_ms = Some(last_ok.elapsed().as_millis() as u64));
-            let t0 = Instant::now();
-            let cmd = if reported { renew() } else { activated.clone() };
-            match tokio::time::timeout(left, self.cluster.lease(cmd)).await {
-                Ok(Ok(LeaseOutcome::Done)) => {
-                    last_ok = t0;
-                    self.fence.open_until(t0 + budget);
-                    reported = true;
-                }
-                Ok(Ok(LeaseOutcome::Stale(why))) => return Stop::Lost(why),
-                Ok(Err(e)) => tracing::warn!(error = %e, "mailstore: renewal failed"),
-                Err(_) => {}
-            }
-            let wait = period.saturating_sub(t0.elapsed());
+            self.set(|r| r.lease_age_ms = Some(renewer.age().as_millis() as u64));
             tokio::select! {
                 _ = shutdown.triggered() => {}
                 _ = state.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(period / 2) => {}
             }
+        }
+    }
+
+    /// Runs the fence agent against the previous holder, bounded by `fence_timeout_ms`.
+    async fn fence_agent(&self, node: u64, name: &str) -> Result<(), String> {
+        let args: Vec<String> = self
+            .config
+            .fence_command
+            .iter()
+            .map(|a| {
+                a.replace("{node}", &node.to_string())
+                    .replace("{name}", name)
+            })
+            .collect();
+        let Some((program, rest)) = args.split_first() else {
+            return Ok(());
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(rest)
+            .kill_on_drop(true)
+            .stdin(std::process::Stdio::null());
+        let limit = Duration::from_millis(self.config.fence_timeout_ms);
+        match tokio::time::timeout(limit, cmd.output()).await {
+            Ok(Ok(out)) if out.status.success() => {
+                tracing::info!(node, %name, "mailstore: fence agent succeeded");
+                Ok(())
+            }
+            Ok(Ok(out)) => Err(format!(
+                "fence agent {program} for node {node} ({name}) failed ({}): {}; not mounting",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+            Ok(Err(e)) => Err(format!(
+                "cannot run fence agent {program}: {e}; check failover.fence_command"
+            )),
+            Err(_) => Err(format!(
+                "fence agent {program} for node {node} ({name}) did not finish within {} ms; not mounting",
+                limit.as_millis()
+            )),
         }
     }
 
@@ -548,6 +606,112 @@ impl Holder {
     }
 }
 
+/// Renews the lease in the background while this node holds it; stopped when dropped.
+struct Renewer {
+    /// Send time of the last committed renewal.
+    last_ok: Arc<std::sync::Mutex<Instant>>,
+    /// Why the lease is gone, once it is (a stale renewal).
+    lost: Arc<std::sync::Mutex<Option<String>>>,
+    /// The activation time to report with the next renewal.
+    activated: Arc<std::sync::Mutex<Option<u64>>>,
+    budget: Duration,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Renewer {
+    fn start(h: &Holder, epoch: u64, first_ok: Instant, budget: Duration) -> Renewer {
+        let last_ok = Arc::new(std::sync::Mutex::new(first_ok));
+        let lost = Arc::new(std::sync::Mutex::new(None));
+        let activated = Arc::new(std::sync::Mutex::new(None::<u64>));
+        let (cluster, fence) = (h.cluster.clone(), h.fence.clone());
+        let period = Duration::from_millis(h.config.renew_ms);
+        let (l, x, a) = (last_ok.clone(), lost.clone(), activated.clone());
+        let me = cluster.id();
+        let task = tokio::spawn(async move {
+            loop {
+                let t0 = Instant::now();
+                let since = *l.lock().unwrap_or_else(|p| p.into_inner());
+                let left = budget.saturating_sub(since.elapsed());
+                if left.is_zero() {
+                    return;
+                }
+                let report = a.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let cmd = match report {
+                    Some(duration_ms) => LeaseCommand::Activated {
+                        node: me,
+                        epoch,
+                        duration_ms,
+                    },
+                    None => LeaseCommand::Renew { node: me, epoch },
+                };
+                match tokio::time::timeout(left, cluster.lease(cmd)).await {
+                    Ok(Ok(LeaseOutcome::Done)) => {
+                        // Under the `lost` lock, which Drop takes to stop us: a renewal that
+                        // lands after the holder gave up never reopens the fence.
+                        let gone = x.lock().unwrap_or_else(|p| p.into_inner());
+                        if gone.is_some() {
+                            return;
+                        }
+                        *l.lock().unwrap_or_else(|p| p.into_inner()) = t0;
+                        fence.open_until(t0 + budget);
+                    }
+                    Ok(Ok(LeaseOutcome::Stale(why))) => {
+                        *x.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                        return;
+                    }
+                    other => {
+                        if let Ok(Err(e)) = other {
+                            tracing::warn!(error = %e, "mailstore: renewal failed");
+                        }
+                        // Report the activation with the next attempt.
+                        if let Some(d) = report {
+                            a.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(d);
+                        }
+                    }
+                }
+                tokio::time::sleep(period.saturating_sub(t0.elapsed())).await;
+            }
+        });
+        Renewer {
+            last_ok,
+            lost,
+            activated,
+            budget,
+            task,
+        }
+    }
+
+    /// Time since the last committed renewal was sent.
+    fn age(&self) -> Duration {
+        self.last_ok
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed()
+    }
+
+    /// `Some` when the lease is gone or may be about to be granted elsewhere.
+    fn check(&self) -> Option<Stop> {
+        if let Some(why) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Some(Stop::Lost(why));
+        }
+        let age = self.age();
+        (age >= self.budget)
+            .then(|| Stop::Lost(format!("no renewal committed for {} ms", age.as_millis())))
+    }
+
+    fn report_active(&self, duration_ms: u64) {
+        *self.activated.lock().unwrap_or_else(|p| p.into_inner()) = Some(duration_ms);
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        let mut gone = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        gone.get_or_insert_with(|| "stopped".into());
+        self.task.abort();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,7 +724,7 @@ mod tests {
             renew_ms,
             safety_margin_ms,
             fence_grace_ms,
-            volume: VolumeConfig::default(),
+            ..FailoverConfig::default()
         };
         assert_eq!(
             c(1999, 500, 1000, 500).validate().unwrap_err().0,
@@ -571,6 +735,14 @@ mod tests {
             c(3000, 500, 1000, 1000).validate().unwrap_err().0,
             "fence_grace_ms"
         );
+        let agent = |cmd: &[&str], fence_timeout_ms| FailoverConfig {
+            fence_command: cmd.iter().map(|s| s.to_string()).collect(),
+            fence_timeout_ms,
+            ..FailoverConfig::default()
+        };
+        assert!(agent(&["ipmitool", "{name}"], 1000).validate().is_ok());
+        assert_eq!(agent(&["x"], 0).validate().unwrap_err().0, "fence_timeout_ms");
+        assert_eq!(agent(&[""], 10).validate().unwrap_err().0, "fence_command");
     }
 
     #[test]
