@@ -3,201 +3,26 @@
 //! sequence sets, huge ranges, wrong states, invalid mailbox names, quota and size limits, a
 //! client that stops reading), several sessions on one mailbox (IDLE sees EXISTS, FETCH FLAGS
 //! and EXPUNGE from the others and from SMTP delivery), LOGINDISABLED and STARTTLS, the
-//! `* BYE` at shutdown, and real clients: Python's imaplib, mbsync (isync) syncing both ways
-//! with flags and deletions, and mutt in batch mode.
+//! `* BYE` at shutdown, IMAP4rev2 and UTF8=ACCEPT on request (`imap/rev2.rs`), `\Recent` and
+//! LSUB parents (`imap/recent.rs`), and real clients (`imap/clients.rs`): Python's imaplib,
+//! mbsync (isync) syncing both ways with flags and deletions, and mutt in batch mode.
 
+#[path = "imap/clients.rs"]
+mod clients;
 mod common;
+#[path = "imap/harness.rs"]
+mod harness;
+#[path = "imap/recent.rs"]
+mod recent;
+#[path = "imap/rev2.rs"]
+mod rev2;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
-use common::{mail_config, set_extra_config, TestCluster, Tuning};
+use common::{TestCluster, Tuning};
+use harness::{joined, message, python, rss_kb, Raw, Setup, NET, PASSWORD};
 use serde_json::json;
-
-const NET: u8 = 52;
-const PASSWORD: &str = "imap secret";
-
-/// A raw IMAP client over plain TCP with a read timeout on every read.
-struct Raw {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
-}
-
-impl Raw {
-    fn connect(addr: &str) -> Raw {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-        s.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
-        let mut c = Raw {
-            r: BufReader::new(s.try_clone().unwrap()),
-            w: s,
-        };
-        let greeting = c.line();
-        assert!(greeting.starts_with("* OK"), "{greeting}");
-        c
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.w.write_all(bytes).unwrap();
-    }
-
-    /// One response line, with any literals it announces appended (as `{n}\r\n<bytes>`).
-    fn line(&mut self) -> String {
-        let mut out = String::new();
-        loop {
-            let mut l = String::new();
-            let n = self.r.read_line(&mut l).expect("read from server");
-            assert!(n > 0, "server closed the connection; so far: {out:?}");
-            out.push_str(&l);
-            let t = l.trim_end();
-            let lit = t
-                .strip_suffix('}')
-                .and_then(|x| x.rsplit_once('{'))
-                .and_then(|(_, n)| n.parse::<usize>().ok());
-            match lit {
-                Some(n) => {
-                    let mut buf = vec![0; n];
-                    self.r.read_exact(&mut buf).unwrap();
-                    out.push_str(&String::from_utf8_lossy(&buf));
-                }
-                None => return out,
-            }
-        }
-    }
-
-    /// Sends `tag cmd` and returns every line up to and including the tagged one.
-    fn cmd(&mut self, tag: &str, cmd: &str) -> Vec<String> {
-        self.send(format!("{tag} {cmd}\r\n").as_bytes());
-        self.until(tag)
-    }
-
-    fn until(&mut self, tag: &str) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let l = self.line();
-            let done = l.starts_with(&format!("{tag} "));
-            lines.push(l);
-            if done {
-                return lines;
-            }
-        }
-    }
-
-    /// Runs a command and asserts its tagged status.
-    fn ok(&mut self, tag: &str, cmd: &str) -> Vec<String> {
-        let lines = self.cmd(tag, cmd);
-        let last = lines.last().unwrap();
-        assert!(last.starts_with(&format!("{tag} OK")), "{cmd}: {lines:?}");
-        lines
-    }
-
-    fn expect(&mut self, tag: &str, cmd: &str, status: &str) -> Vec<String> {
-        let lines = self.cmd(tag, cmd);
-        let last = lines.last().unwrap();
-        assert!(
-            last.starts_with(&format!("{tag} {status}")),
-            "{cmd}: expected {status}: {lines:?}"
-        );
-        lines
-    }
-
-    fn login(addr: &str, user: &str) -> Raw {
-        let mut c = Raw::connect(addr);
-        c.ok("l", &format!("LOGIN {user} \"{PASSWORD}\""));
-        c
-    }
-
-    /// APPEND with a synchronising literal; returns the tagged line.
-    fn append(&mut self, tag: &str, mailbox: &str, extra: &str, msg: &[u8]) -> String {
-        self.send(format!("{tag} APPEND {mailbox} {extra}{{{}}}\r\n", msg.len()).as_bytes());
-        let cont = self.line();
-        assert!(cont.starts_with('+'), "{cont}");
-        self.send(msg);
-        self.send(b"\r\n");
-        self.until(tag).pop().unwrap()
-    }
-}
-
-fn joined(lines: &[String]) -> String {
-    lines.concat()
-}
-
-fn message(subject: &str, body: &str) -> Vec<u8> {
-    format!(
-        "From: Alice <alice@example.org>\r\nTo: bob@example.org\r\nSubject: {subject}\r\n\
-         Date: Tue, 1 Feb 2022 10:00:00 +0000\r\nMessage-ID: <{subject}@example.org>\r\n\r\n{body}\r\n"
-    )
-    .into_bytes()
-}
-
-struct Setup {
-    c: TestCluster,
-    ip: String,
-    store: PathBuf,
-}
-
-impl Setup {
-    fn imap(&self) -> String {
-        format!("{}:2143", self.ip)
-    }
-    fn ca(&self) -> PathBuf {
-        self.c.pki.join("ca.pem")
-    }
-
-    fn configure(&self, plaintext: bool) {
-        let ip = &self.ip;
-        let mut cfg = mail_config(ip, Some(&self.store), "");
-        cfg.push_str(&format!(
-            "imap_listen = \"{ip}:2143\"\nimaps_listen = \"{ip}:2993\"\nallow_plaintext_login = {plaintext}\n\n\
-             [imap]\nhostname = \"imap.test\"\nauth_failure_delay_ms = 50\nauth_failure_delay_max_ms = 100\n\
-             max_append_size = 1048576\nidle_timeout_secs = 8\nlogin_timeout_secs = 8\n\
-             max_output_buffer = 65536\nmax_errors = 50\n\
-             auth_failures_per_ip = 100\nauth_failures_per_user = 3\n"
-        ));
-        set_extra_config(&self.c, 1, &cfg);
-    }
-
-    async fn start(&mut self) {
-        self.c.node(1).start();
-        self.c.api(1).wait_ready(Duration::from_secs(20)).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(self.imap()).is_err() {
-            assert!(Instant::now() < deadline, "IMAP listener did not come up");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-fn python(script: &str, args: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 must be installed");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "python failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_end_to_end() {
@@ -216,7 +41,14 @@ async fn imap_end_to_end() {
             .0,
         200
     );
-    for (user, quota) in [("alice", 0u64), ("bob", 0), ("carol", 40_000), ("dave", 0)] {
+    for (user, quota) in [
+        ("alice", 0u64),
+        ("bob", 0),
+        ("carol", 40_000),
+        ("dave", 0),
+        ("erin", 0),
+        ("frank", 0),
+    ] {
         let u = json!({"address": format!("{user}@example.org"), "password": PASSWORD, "quota_bytes": quota});
         let (status, v) = api.call("POST", "/api/users", Some(u)).await;
         assert_eq!(status, 201, "{v}");
@@ -232,9 +64,13 @@ async fn imap_end_to_end() {
     message_commands(&s);
     bad_input(&s);
     multi_session(&s);
-    imaplib_client(&s);
-    mbsync_both_ways(&s);
-    mutt_batch(&s);
+    clients::imaplib_client(&s);
+    clients::mbsync_both_ways(&s);
+    clients::mutt_batch(&s);
+    rev2::rev2_session(&s);
+    rev2::utf8_accept(&s);
+    recent::recent_flags(&s);
+    recent::lsub_parents(&s);
     s.c.node(1).terminate(Duration::from_secs(15));
 }
 
@@ -465,6 +301,8 @@ fn message_commands(s: &Setup) {
     let sel = joined(&c.ok("b", "SELECT INBOX"));
     for want in [
         "* 3 EXISTS",
+        "* 3 RECENT",
+        "* OK [UNSEEN 1]",
         "* OK [UIDVALIDITY ",
         "* OK [UIDNEXT 4]",
         "[READ-WRITE]",
@@ -473,15 +311,20 @@ fn message_commands(s: &Setup) {
         assert!(sel.contains(want), "{want}: {sel}");
     }
     let f = joined(&c.ok("c", "FETCH 1:* (FLAGS UID RFC822.SIZE INTERNALDATE)"));
+    // This session is the first to see the three APPENDed messages: \Recent, whatever their
+    // INTERNALDATE.
     assert!(
-        f.contains("* 1 FETCH (FLAGS (\\Flagged) UID 1 RFC822.SIZE "),
+        f.contains("* 1 FETCH (FLAGS (\\Recent \\Flagged) UID 1 RFC822.SIZE "),
         "{f}"
     );
     assert!(
         f.contains("INTERNALDATE \"01-Feb-2022 10:00:00 +0000\""),
         "{f}"
     );
-    assert!(f.contains("* 3 FETCH (FLAGS (\\Seen) UID 3"), "{f}");
+    assert!(
+        f.contains("* 3 FETCH (FLAGS (\\Recent \\Seen) UID 3"),
+        "{f}"
+    );
     let env = joined(&c.ok("d", "FETCH 2 (ENVELOPE BODYSTRUCTURE)"));
     assert!(env.contains("ENVELOPE (\"Tue, 1 Feb 2022 10:00:00 +0000\" \"beta\" ((\"Alice\" NIL \"alice\" \"example.org\"))"), "{env}");
     assert!(env.contains("BODYSTRUCTURE (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 13 1 NIL NIL NIL NIL)"), "{env}");
@@ -498,7 +341,8 @@ fn message_commands(s: &Setup) {
     // A non-PEEK body fetch sets \Seen and says so.
     let body = joined(&c.ok("f", "FETCH 2 BODY[1]"));
     assert!(
-        body.contains("FLAGS (\\Seen)") && body.contains("BODY[1] {13}\r\nsecond body\r\n"),
+        body.contains("FLAGS (\\Recent \\Seen)")
+            && body.contains("BODY[1] {13}\r\nsecond body\r\n"),
         "{body}"
     );
     let rfc = joined(&c.ok("g", "UID FETCH 1 (RFC822.HEADER RFC822.TEXT)"));
@@ -509,7 +353,7 @@ fn message_commands(s: &Setup) {
     // STORE and its untagged FETCH.
     let st = joined(&c.ok("h", "STORE 1 +FLAGS (\\Deleted $Work)"));
     assert!(
-        st.contains("* 1 FETCH (FLAGS (\\Seen \\Flagged \\Deleted $Work) UID 1)"),
+        st.contains("* 1 FETCH (FLAGS (\\Recent \\Seen \\Flagged \\Deleted $Work) UID 1)"),
         "{st}"
     );
     assert!(
@@ -573,7 +417,10 @@ fn message_commands(s: &Setup) {
     // EXAMINE is read-only; CLOSE there expunges nothing.
     let ex = joined(&c.ok("q", "EXAMINE Trash"));
     assert!(
-        ex.contains("* OK [CLOSED]") && ex.contains("[READ-ONLY]") && ex.contains("* 2 EXISTS"),
+        ex.contains("* OK [CLOSED]")
+            && ex.contains("[READ-ONLY]")
+            && ex.contains("* 2 EXISTS")
+            && ex.contains("* 2 RECENT"),
         "{ex}"
     );
     c.expect("q2", "STORE 1 +FLAGS (\\Deleted)", "NO [READ-ONLY]");
@@ -653,14 +500,14 @@ fn bad_input(s: &Setup) {
     // Large bodies are streamed from the file: same bytes, same framing.
     let f = joined(&bob.ok("j3", "FETCH 1 (UID FLAGS BODY.PEEK[])"));
     assert!(
-        f.starts_with("* 1 FETCH (UID 1 FLAGS () BODY[] {500000}\r\nyyyy"),
+        f.starts_with("* 1 FETCH (UID 1 FLAGS (\\Recent) BODY[] {500000}\r\nyyyy"),
         "{}",
         &f[..200]
     );
     assert!(f.contains(&format!("{})\r\nj3 OK", "y".repeat(100))));
     let f = joined(&bob.ok("j4", "FETCH 1 RFC822"));
     assert!(
-        f.contains("* 1 FETCH (FLAGS (\\Seen) RFC822 {500000}\r\n"),
+        f.contains("* 1 FETCH (FLAGS (\\Recent \\Seen) RFC822 {500000}\r\n"),
         "{}",
         &f[..200]
     );
@@ -700,10 +547,16 @@ fn multi_session(s: &Setup) {
     // Another session appends: EXISTS in IDLE.
     b.append("c", "INBOX", "", &message("idle", "x"));
     assert_eq!(a.line(), "* 2 EXISTS\r\n");
+    // \Recent goes to whichever of the two sessions takes the event first.
+    let r = a.line();
+    assert!(r == "* 1 RECENT\r\n" || r == "* 0 RECENT\r\n", "{r}");
     // Another session changes flags: FETCH FLAGS.
     b.ok("d", "STORE 2 +FLAGS (\\Flagged)");
     let f = a.line();
-    assert!(f.starts_with("* 2 FETCH (FLAGS (\\Flagged) UID "), "{f}");
+    assert!(
+        f.starts_with("* 2 FETCH (FLAGS (") && f.contains("\\Flagged) UID "),
+        "{f}"
+    );
     // SMTP delivery into the mailbox: EXISTS.
     let script = r#"
 import smtplib, sys
@@ -713,6 +566,7 @@ s.quit()
 "#;
     python(script, &[&s.ip]);
     assert_eq!(a.line(), "* 3 EXISTS\r\n");
+    assert!(a.line().ends_with(" RECENT\r\n"));
     // Another session expunges.
     b.ok("e", "STORE 1 +FLAGS.SILENT (\\Deleted)");
     b.ok("f", "EXPUNGE");
@@ -732,184 +586,4 @@ s.quit()
     assert!(n.contains("* 1 EXPUNGE"), "{n}");
     a.ok("l", "LOGOUT");
     b.ok("m", "LOGOUT");
-}
-
-fn imaplib_client(s: &Setup) {
-    let script = r#"
-import imaplib, sys, time
-m = imaplib.IMAP4(sys.argv[1], 2143, timeout=20)
-m.login('alice@example.org', sys.argv[2])
-m.create('PyTest')
-typ, data = m.append('PyTest', '(\\Seen)', imaplib.Time2Internaldate(time.time()),
-                     b'From: py@example.org\r\nSubject: from python\r\n\r\nhello from imaplib\r\n')
-assert typ == 'OK', data
-typ, data = m.select('PyTest')
-assert data == [b'1'], data
-typ, data = m.fetch('1', '(RFC822)')
-assert b'hello from imaplib' in data[0][1], data
-typ, data = m.search(None, 'FROM', 'py@example.org')
-assert data == [b'1'], data
-typ, data = m.uid('SEARCH', None, 'ALL')
-assert data == [b'1'], data
-m.store('1', '+FLAGS', '\\Deleted')
-m.expunge()
-typ, data = m.status('PyTest', '(MESSAGES)')
-assert b'MESSAGES 0' in data[0], data
-m.close()
-m.delete('PyTest')
-print('imaplib ok')
-m.logout()
-"#;
-    assert!(python(script, &[&s.ip, PASSWORD]).contains("imaplib ok"));
-}
-
-fn maildir_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for sub in ["cur", "new"] {
-        for e in std::fs::read_dir(dir.join(sub))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            out.push(e.path());
-        }
-    }
-    out
-}
-
-fn mbsync(cfg: &Path) -> String {
-    let out = Command::new("timeout")
-        .args(["60", "mbsync", "-c"])
-        .arg(cfg)
-        .arg("-a")
-        .output()
-        .expect("mbsync (apt-get install isync) must be installed");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "mbsync failed: {text}");
-    text
-}
-
-fn mbsync_both_ways(s: &Setup) {
-    let dir = s.c.tmp.path().join("mbsync");
-    let local = dir.join("mail");
-    std::fs::create_dir_all(&local).unwrap();
-    let mut c = Raw::login(&s.imap(), "alice@example.org");
-    c.ok("a", "CREATE Sync");
-    for i in 0..3 {
-        c.append("b", "Sync", "", &message(&format!("sync{i}"), "body"));
-    }
-    let cfg = dir.join("mbsyncrc");
-    std::fs::write(
-        &cfg,
-        format!(
-            "IMAPAccount t\nHost {ip}\nPort 2143\nUser alice@example.org\nPass \"{PASSWORD}\"\nSSLType None\nAuthMechs LOGIN\n\n\
-             IMAPStore remote\nAccount t\n\n\
-             MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n\
-             Channel sync\nFar :remote:Sync\nNear :local:Sync\nCreate Both\nExpunge Both\nSyncState *\nSync All\n",
-            ip = s.ip,
-            local = local.display()
-        ),
-    )
-    .unwrap();
-    // Far to near.
-    mbsync(&cfg);
-    let near = local.join("Sync");
-    let files = maildir_files(&near);
-    assert_eq!(files.len(), 3, "{files:?}");
-    // Near to far: flag one locally (maildir 'F'), delete one, add one.
-    let flagged = &files[0];
-    let name = flagged.file_name().unwrap().to_str().unwrap().to_string();
-    let new_name = if name.contains(":2,") {
-        format!("{name}F")
-    } else {
-        format!("{name}:2,F")
-    };
-    std::fs::rename(flagged, near.join("cur").join(new_name)).unwrap();
-    let trashed = &files[1];
-    let tname = trashed.file_name().unwrap().to_str().unwrap().to_string();
-    let tnew = if tname.contains(":2,") {
-        format!("{tname}T")
-    } else {
-        format!("{tname}:2,T")
-    };
-    std::fs::rename(trashed, near.join("cur").join(tnew)).unwrap();
-    std::fs::write(
-        near.join("new").join("1700000000.local.host"),
-        message("from-maildir", "local body"),
-    )
-    .unwrap();
-    mbsync(&cfg);
-    c.ok("c", "SELECT Sync");
-    let f = joined(&c.ok("d", "FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])"));
-    assert!(f.contains("Subject: from-maildir"), "{f}");
-    assert!(f.contains("\\Flagged"), "{f}");
-    assert_eq!(
-        f.matches("* ").count(),
-        3,
-        "one deleted on the far side too: {f}"
-    );
-    // Far-side change back to near: delete one on the server, flag another.
-    c.ok("e", "STORE 1 +FLAGS.SILENT (\\Deleted)");
-    c.ok("f", "EXPUNGE");
-    c.ok("g", "STORE 1 +FLAGS (\\Seen)");
-    mbsync(&cfg);
-    let files = maildir_files(&near);
-    assert_eq!(files.len(), 2, "{files:?}");
-    assert!(
-        files.iter().any(|p| p.to_str().unwrap().contains(":2,")
-            && p.to_str()
-                .unwrap()
-                .rsplit(":2,")
-                .next()
-                .unwrap()
-                .contains('S')),
-        "{files:?}"
-    );
-    c.ok("z", "LOGOUT");
-}
-
-fn mutt_batch(s: &Setup) {
-    let dir = s.c.tmp.path().join("mutt");
-    std::fs::create_dir_all(&dir).unwrap();
-    let rc = dir.join("muttrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "set folder=\"imap://alice%40example.org@{ip}:2143/\"\nset imap_pass=\"{PASSWORD}\"\n\
-             set spoolfile=\"+INBOX\"\nset ssl_starttls=no\nset ssl_force_tls=no\nset imap_passive=no\n\
-             set header_cache=\"\"\nset timeout=5\nset record=\"\"\nset confirmcreate=no\nset confirmappend=no\nset move=no\nset delete=no\nset quit=yes\n",
-            ip = s.ip
-        ),
-    )
-    .unwrap();
-    let mut c = Raw::login(&s.imap(), "alice@example.org");
-    c.ok("a", "CREATE MuttBox");
-    c.append("b", "MuttBox", "", &message("for-mutt", "mutt body"));
-    // Driven through a pseudo-terminal (util-linux `script`): mutt opens the IMAP folder,
-    // tags every message, copies them to a local mbox and quits.
-    let mbox = dir.join("out.mbox");
-    let mutt = format!(
-        "mutt -n -F {rc} -f imap://alice%40example.org@{ip}:2143/MuttBox -e \"push '<tag-pattern>~A<enter><tag-prefix><copy-message>{mbox}<enter><quit>'\"",
-        rc = rc.display(),
-        ip = s.ip,
-        mbox = mbox.display()
-    );
-    let out = Command::new("timeout")
-        .args(["60", "script", "-qec", &mutt, "/dev/null"])
-        .env("TERM", "xterm")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("mutt and script (util-linux) must be installed");
-    let copied = std::fs::read_to_string(&mbox).unwrap_or_default();
-    assert!(
-        copied.contains("Subject: for-mutt") && copied.contains("mutt body"),
-        "mutt did not copy the message: {copied}\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    c.ok("z", "LOGOUT");
 }

@@ -35,13 +35,14 @@ pub enum StoreOp {
     Replace,
 }
 
-/// ESEARCH `RETURN` options (RFC 4731).
+/// ESEARCH `RETURN` options (RFC 4731), and `SAVE` (RFC 5182, SEARCHRES).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReturnOpt {
     Min,
     Max,
     All,
     Count,
+    Save,
 }
 
 /// SORT keys (RFC 5256).
@@ -71,6 +72,9 @@ pub struct ListOpts {
     pub return_status: Option<Vec<StatusItem>>,
     /// The command was LSUB.
     pub lsub: bool,
+    /// LIST-EXTENDED syntax was used (selection or return options, several patterns): then
+    /// a name that does not exist is `\NonExistent`, as in IMAP4rev2, not `\Noselect`.
+    pub extended: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +125,8 @@ pub enum Command {
         flags: Vec<String>,
         date: Option<i64>,
         message: Vec<u8>,
+        /// Sent as `UTF8 (~{n})` (RFC 6855): valid only after `ENABLE UTF8=ACCEPT`.
+        utf8: bool,
     },
     Check,
     Close,
@@ -131,6 +137,8 @@ pub enum Command {
     Search {
         uid: bool,
         ret: Option<Vec<ReturnOpt>>,
+        /// A `CHARSET` was given (refused after `ENABLE UTF8=ACCEPT`, RFC 6855 errata 4029).
+        charset: bool,
         key: SearchKey,
     },
     Sort {

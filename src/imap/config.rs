@@ -3,8 +3,8 @@
 //! Plain data with serde (`deny_unknown_fields`, every field defaulted) so it sits in the
 //! node's TOML file as the `[imap]` section; [`ImapConfig::validate`] names the offending key.
 //! This file does no I/O. Security note: the defaults bound what one session can make the
-//! server hold (a command line, its literals, the reply buffer) to a few megabytes, except an
-//! APPEND literal, which is bounded by `max_append_size`.
+//! server hold (a command line, its literals, the reply buffer) to a few megabytes; a large
+//! APPEND message goes to a temporary file, bounded by `max_append_size`.
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! FETCH: which messages, setting `\Seen` for non-PEEK body items, and rendering each
-//! message's items (module `mime` does the MIME parts).
+//! message's items (module `mime` does the MIME parts, module `binary` BINARY's decoding; a
+//! part it cannot decode fails the FETCH with `NO [UNKNOWN-CTE]`, RFC 3516).
 //!
 //! Each message is read, rendered and its response queued before the next one is read, and
 //! the response buffer is flushed whenever it passes its bound, so `FETCH 1:* BODY[]` holds
@@ -12,11 +13,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::store::{FlagOp, Flags, MessageMeta, StoreError, SystemFlag};
 
+use super::binary::{self, BinaryError};
 use super::date::format_internal;
 use super::fetch_items::{BodyLabel, FetchAtt, SectionText};
 use super::io::Io;
 use super::mime;
-use super::response::{flags as write_flags, literal, status_line, store_error};
+use super::response::{flags as write_flags, literal, literal8, status_line, store_error};
 use super::sequence::SeqSet;
 use super::session::Session;
 
@@ -109,6 +111,7 @@ impl Session<'_> {
         let mut vanished = false;
         for i in idx {
             let meta = sel.msgs[i].clone();
+            let recent = sel.is_recent(meta.uid);
             let with_flags = seen_changed.contains(&meta.uid) && !items.contains(&FetchAtt::Flags);
             if let Some(label) = streamable
                 .as_deref()
@@ -127,7 +130,9 @@ impl Session<'_> {
                     }
                 };
                 let len = file.metadata().await?.len();
-                let any = render_open(&mut io.out, i + 1, &meta, head, None, with_flags);
+                // The items before it need no content, so they cannot fail.
+                let any = render_open(&mut io.out, i + 1, &meta, recent, head, None, with_flags)
+                    .unwrap_or(true);
                 io.out.extend_from_slice(
                     format!("{}{label} {{{len}}}\r\n", if any { " " } else { "" }).as_bytes(),
                 );
@@ -159,14 +164,19 @@ impl Session<'_> {
             } else {
                 None
             };
-            render(
+            let rendered = render(
                 &mut io.out,
                 i + 1,
                 &meta,
+                recent,
                 &items,
                 content.as_deref(),
                 with_flags,
             );
+            if let Err(e) = rendered {
+                status_line(&mut io.out, tag, "NO", &e.to_string());
+                return Ok(false);
+            }
             io.flush_if_full().await?;
         }
         sel.absorb();
@@ -185,17 +195,23 @@ impl Session<'_> {
     }
 }
 
-/// `* seq FETCH (…)` for one message.
+/// `* seq FETCH (…)` for one message; nothing when a BINARY item cannot be decoded.
 pub fn render(
     out: &mut Vec<u8>,
     seq: usize,
     meta: &MessageMeta,
+    recent: bool,
     items: &[FetchAtt],
     content: Option<&[u8]>,
     with_flags: bool,
-) {
-    render_open(out, seq, meta, items, content, with_flags);
+) -> Result<(), BinaryError> {
+    let start = out.len();
+    if let Err(e) = render_open(out, seq, meta, recent, items, content, with_flags) {
+        out.truncate(start);
+        return Err(e);
+    }
     out.extend_from_slice(b")\r\n");
+    Ok(())
 }
 
 /// How a body section is named in a response.
@@ -209,19 +225,21 @@ fn section_label(spec: &str, label: BodyLabel) -> String {
 }
 
 /// `* seq FETCH (` and the items, without the closing parenthesis. Returns whether it wrote
-/// any item.
+/// any item; on an error `out` holds a partial response the caller drops.
 fn render_open(
     out: &mut Vec<u8>,
     seq: usize,
     meta: &MessageMeta,
+    recent: bool,
     items: &[FetchAtt],
     content: Option<&[u8]>,
     with_flags: bool,
-) -> bool {
+) -> Result<bool, BinaryError> {
     let raw = content.unwrap_or_default();
     let needs_parse = items.iter().any(|a| match a {
         FetchAtt::Envelope | FetchAtt::BodyStructure | FetchAtt::BodyBasic => true,
         FetchAtt::Section { section, .. } => !section.part.is_empty() || section.text.is_some(),
+        FetchAtt::Binary { part, .. } | FetchAtt::BinarySize { part } => !part.is_empty(),
         _ => false,
     });
     let parsed = if needs_parse { mime::parse(raw) } else { None };
@@ -236,14 +254,14 @@ fn render_open(
     if with_flags {
         sep(out);
         out.extend_from_slice(b"FLAGS ");
-        write_flags(out, &meta.flags);
+        write_flags(out, &meta.flags, recent);
     }
     for item in items {
         sep(out);
         match item {
             FetchAtt::Flags => {
                 out.extend_from_slice(b"FLAGS ");
-                write_flags(out, &meta.flags);
+                write_flags(out, &meta.flags, recent);
             }
             FetchAtt::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
             FetchAtt::InternalDate => out.extend_from_slice(
@@ -284,20 +302,50 @@ fn render_open(
                     mime::section(raw, parsed.as_ref(), section)
                 };
                 let data = data.unwrap_or_default();
-                match partial {
-                    Some((origin, count)) => {
-                        out.extend_from_slice(format!("<{origin}> ").as_bytes());
-                        let start = (*origin as usize).min(data.len());
-                        let end = start.saturating_add(*count as usize).min(data.len());
-                        literal(out, &data[start..end]);
-                    }
-                    None => {
-                        out.push(b' ');
-                        literal(out, &data);
-                    }
-                }
+                partial_literal(out, &data, *partial, literal);
+            }
+            FetchAtt::Binary { part, partial, .. } => {
+                out.extend_from_slice(format!("BINARY[{}]", dotted(part)).as_bytes());
+                let data = binary::section(raw, parsed.as_ref(), part)?.unwrap_or_default();
+                partial_literal(out, &data, *partial, literal8);
+            }
+            FetchAtt::BinarySize { part } => {
+                let data = binary::section(raw, parsed.as_ref(), part)?.unwrap_or_default();
+                out.extend_from_slice(
+                    format!("BINARY.SIZE[{}] {}", dotted(part), data.len()).as_bytes(),
+                );
             }
         }
     }
-    !first
+    Ok(!first)
+}
+
+/// ` {n}…` or, for a partial fetch, `<origin> {n}…` of the range (empty past the end).
+fn partial_literal(
+    out: &mut Vec<u8>,
+    data: &[u8],
+    partial: Option<(u64, u64)>,
+    write: fn(&mut Vec<u8>, &[u8]),
+) {
+    match partial {
+        Some((origin, count)) => {
+            out.extend_from_slice(format!("<{origin}> ").as_bytes());
+            let clamp = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+            let start = clamp(origin);
+            let end = clamp(origin.saturating_add(count));
+            write(out, data.get(start..end).unwrap_or_default());
+        }
+        None => {
+            out.push(b' ');
+            write(out, data);
+        }
+    }
+}
+
+/// `1.2.3`.
+fn dotted(part: &[u32]) -> String {
+    part.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
 }

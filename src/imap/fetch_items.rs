@@ -1,6 +1,7 @@
-//! FETCH data items (RFC 3501 §6.4.5, RFC 7162 MODSEQ) and their parser: macros (`ALL`,
-//! `FAST`, `FULL`), simple items, and `BODY[section]<partial>` with `BODY.PEEK` and the
-//! `RFC822.*` aliases. Sans-I/O; rendering lives in module `fetch`.
+//! FETCH data items (RFC 3501 §6.4.5, RFC 7162 MODSEQ, RFC 3516 BINARY) and their parser:
+//! macros (`ALL`, `FAST`, `FULL`), simple items, `BODY[section]<partial>` with `BODY.PEEK`
+//! and the `RFC822.*` aliases, and `BINARY[part]<partial>`, `BINARY.PEEK`, `BINARY.SIZE`.
+//! Partial ranges are 64-bit (IMAP4rev2). Sans-I/O; rendering lives in module `fetch`.
 
 use super::parser::{err, Lexer, PResult};
 
@@ -65,10 +66,21 @@ pub enum FetchAtt {
     Section {
         section: Section,
         /// `<origin.count>`.
-        partial: Option<(u32, u32)>,
+        partial: Option<(u64, u64)>,
         /// Fetching it does not set `\Seen`.
         peek: bool,
         label: BodyLabel,
+    },
+    /// `BINARY[part]<partial>`: the part with its content transfer encoding undone.
+    Binary {
+        /// Part numbers; empty for the whole message (which has no encoding of its own).
+        part: Vec<u32>,
+        partial: Option<(u64, u64)>,
+        peek: bool,
+    },
+    /// `BINARY.SIZE[part]`: the decoded size.
+    BinarySize {
+        part: Vec<u32>,
     },
 }
 
@@ -81,12 +93,17 @@ impl FetchAtt {
                 | FetchAtt::BodyStructure
                 | FetchAtt::BodyBasic
                 | FetchAtt::Section { .. }
+                | FetchAtt::Binary { .. }
+                | FetchAtt::BinarySize { .. }
         )
     }
 
     /// Whether fetching it sets `\Seen`.
     pub fn sets_seen(&self) -> bool {
-        matches!(self, FetchAtt::Section { peek: false, .. })
+        matches!(
+            self,
+            FetchAtt::Section { peek: false, .. } | FetchAtt::Binary { peek: false, .. }
+        )
     }
 }
 
@@ -152,28 +169,63 @@ fn item(l: &mut Lexer) -> PResult<FetchAtt> {
             l.expect(b'[', "expected '['")?;
             let section = section_spec(l)?;
             l.expect(b']', "expected ']'")?;
-            let partial = if l.eat(b'<') {
-                let origin = l.number()?;
-                l.expect(b'.', "expected '.' in a partial range")?;
-                let count = l.number()?;
-                if count == 0 {
-                    return err("a partial range needs a positive length");
-                }
-                l.expect(b'>', "expected '>'")?;
-                Some((origin, count))
-            } else {
-                None
-            };
             FetchAtt::Section {
                 section,
-                partial,
+                partial: partial(l)?,
                 peek,
                 label: BodyLabel::Body,
+            }
+        }
+        "BINARY" | "BINARY.PEEK" | "BINARY.SIZE" => {
+            l.expect(b'[', "expected '['")?;
+            let part = part_numbers(l)?;
+            l.expect(b']', "expected ']'")?;
+            if name == "BINARY.SIZE" {
+                FetchAtt::BinarySize { part }
+            } else {
+                FetchAtt::Binary {
+                    part,
+                    partial: partial(l)?,
+                    peek: name == "BINARY.PEEK",
+                }
             }
         }
         "" => return err("expected a FETCH item"),
         _ => return err("unknown FETCH item"),
     })
+}
+
+/// `<origin.count>` after a section, if present.
+fn partial(l: &mut Lexer) -> PResult<Option<(u64, u64)>> {
+    if !l.eat(b'<') {
+        return Ok(None);
+    }
+    let origin = l.number64()?;
+    l.expect(b'.', "expected '.' in a partial range")?;
+    let count = l.number64()?;
+    if count == 0 {
+        return err("a partial range needs a positive length");
+    }
+    l.expect(b'>', "expected '>'")?;
+    Ok(Some((origin, count)))
+}
+
+/// `section-binary`: part numbers only (`1.2`), possibly none.
+fn part_numbers(l: &mut Lexer) -> PResult<Vec<u32>> {
+    let mut part = Vec::new();
+    if l.peek() == Some(b']') {
+        return Ok(part);
+    }
+    loop {
+        let n = l.number()?;
+        if n == 0 || part.len() >= 64 {
+            return err("invalid section part number");
+        }
+        part.push(n);
+        if !l.eat(b'.') {
+            return Ok(part);
+        }
+    }
 }
 
 fn section_spec(l: &mut Lexer) -> PResult<Section> {
@@ -275,6 +327,24 @@ mod tests {
             &parse("BODY[3.MIME]").unwrap()[0],
             FetchAtt::Section { .. }
         ));
+        assert_eq!(
+            parse("(BINARY.PEEK[1.2]<5.4294967296> BINARY[] BINARY.SIZE[3])").unwrap(),
+            vec![
+                FetchAtt::Binary {
+                    part: vec![1, 2],
+                    partial: Some((5, 4_294_967_296)),
+                    peek: true
+                },
+                FetchAtt::Binary {
+                    part: vec![],
+                    partial: None,
+                    peek: false
+                },
+                FetchAtt::BinarySize { part: vec![3] },
+            ]
+        );
+        assert!(parse("BINARY[1]").unwrap()[0].sets_seen());
+        assert!(!parse("BINARY.SIZE[1]").unwrap()[0].sets_seen());
         for bad in [
             "",
             "()",
@@ -286,6 +356,11 @@ mod tests {
             "BODY[]<1.0>",
             "BODY[HEADER.FIELDS ()]",
             "(FLAGS",
+            "BINARY[1.HEADER]",
+            "BINARY[TEXT]",
+            "BINARY.SIZE[1]<0.5>",
+            "BINARY[0]",
+            "BINARY",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

@@ -121,10 +121,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     }
 
     /// Reads exactly `n` literal bytes into `w` (a spool file).
-    pub async fn read_literal_to<W: AsyncWrite + Unpin>(&mut self, n: u64, w: &mut W) -> io::Result<Option<Input>> {
+    pub async fn read_literal_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        n: u64,
+        w: &mut W,
+    ) -> io::Result<Option<Input>> {
         let mut left = n;
         loop {
-            let take = usize::try_from(left).unwrap_or(usize::MAX).min(self.rbuf.len());
+            let take = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.rbuf.len());
             w.write_all(&self.rbuf[..take]).await?;
             self.rbuf.advance(take);
             left -= take as u64;

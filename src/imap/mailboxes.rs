@@ -1,12 +1,12 @@
-//! Mailbox-level commands: LIST (with LIST-EXTENDED selection and return options, CHILDREN,
-//! SPECIAL-USE, LIST-STATUS), LSUB, CREATE, DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS,
-//! APPEND, and QUOTA's GETQUOTA/GETQUOTAROOT/SETQUOTA.
+//! Mailbox-level commands: LIST and LSUB (module `list` decides what they answer), CREATE,
+//! DELETE, RENAME, SUBSCRIBE, UNSUBSCRIBE, STATUS (with RECENT for IMAP4rev1 sessions, SIZE
+//! and DELETED), APPEND (with `UTF8 (~{n})` after UTF8=ACCEPT), and QUOTA's
+//! GETQUOTA/GETQUOTAROOT/SETQUOTA.
 //!
-//! Names cross the wire in modified UTF-7 and reach the store as normalised UTF-8. Wildcard
-//! matching is a dynamic programme over (pattern, name), so a pattern of many `*` cannot make
-//! it exponential. Security note: every store call names the logged-in user only.
+//! Names cross the wire in modified UTF-7 (UTF-8 after IMAP4rev2 or UTF8=ACCEPT) and reach the
+//! store as normalised UTF-8. Security note: every store call names the logged-in user only.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -14,55 +14,11 @@ use crate::store::{Flags, MailboxStatus, MessageSource, SEPARATOR};
 
 use super::command::{Command, ListOpts, StatusItem};
 use super::io::Io;
+use super::list::{attributes_of, normalize_pattern, plan};
 use super::mutf7;
-use super::response::{mailbox as write_mailbox, status_line, store_error};
+use super::recent::MailboxKey;
+use super::response::{mailbox as write_mailbox, mailbox_name, status_line, store_error};
 use super::session::Session;
-
-/// Whether `name` matches the LIST pattern (`*` anything, `%` anything but the separator).
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    // row[j]: pattern[..i] matches name[..j]
-    let mut row = vec![false; n.len() + 1];
-    row[0] = true;
-    for &pc in &p {
-        let mut next = vec![false; n.len() + 1];
-        match pc {
-            '*' | '%' => {
-                let mut reach = false;
-                for j in 0..=n.len() {
-                    if row[j] {
-                        reach = true;
-                    }
-                    next[j] = reach;
-                    if pc == '%' && j < n.len() && n[j] == SEPARATOR {
-                        reach = false;
-                    }
-                }
-            }
-            c => {
-                for j in 0..n.len() {
-                    next[j + 1] = row[j] && n[j] == c;
-                }
-            }
-        }
-        row = next;
-    }
-    row[n.len()]
-}
-
-/// Normalises a pattern's leading INBOX (case-insensitive, like the name).
-fn normalize_pattern(p: &str) -> String {
-    match p.get(..5) {
-        Some(head)
-            if head.eq_ignore_ascii_case("INBOX")
-                && (p.len() == 5 || p[5..].starts_with(SEPARATOR)) =>
-        {
-            format!("INBOX{}", &p[5..])
-        }
-        _ => p.to_string(),
-    }
-}
 
 impl Session<'_> {
     fn user_name(&self) -> String {
@@ -135,12 +91,13 @@ impl Session<'_> {
                 opts,
             } => self.list(io, &reference, &patterns, &opts).await,
             Command::Status { mailbox, items } => match name_of(self, &mailbox) {
-                Ok(name) => match store.status(&user, &name).await {
-                    Ok(st) => {
-                        status_response(&mut io.out, &mailbox, &st, &items);
+                Ok(name) => match self.status_of(&name, &items).await {
+                    Ok((st, recent)) => {
+                        let utf8 = self.utf8_names();
+                        status_response(&mut io.out, &name, utf8, &st, recent, &items);
                         Ok("STATUS completed".into())
                     }
-                    Err(e) => Err(store_error(&e)),
+                    Err(e) => Err(e),
                 },
                 Err(e) => Err(("NO", format!("[CANNOT] {e}"))),
             },
@@ -149,6 +106,7 @@ impl Session<'_> {
                 flags,
                 date,
                 message,
+                ..
             } => self.append(&mailbox, &flags, date, message).await,
             Command::GetQuota(root) => {
                 if root.is_empty() {
@@ -249,6 +207,14 @@ impl Session<'_> {
                     (kind, text)
                 }
             })?;
+        // Whoever appends, the next IMAP4rev1 session sees the message as \Recent.
+        if let Ok(snap) = handle.snapshot() {
+            let key = MailboxKey {
+                user: user.clone(),
+                uidvalidity: snap.uidvalidity,
+            };
+            self.sh.recent.seed(&key, &snap.messages);
+        }
         let quota = self.quota();
         let source = match &spooled {
             Some(file) => MessageSource::File(file.path().to_path_buf()),
@@ -263,6 +229,33 @@ impl Session<'_> {
             "[APPENDUID {} {}] APPEND completed",
             d.uidvalidity, d.uid
         ))
+    }
+
+    /// STATUS figures of a mailbox, and its RECENT count when asked for.
+    async fn status_of(
+        &self,
+        name: &str,
+        items: &[StatusItem],
+    ) -> Result<(MailboxStatus, u32), (&'static str, String)> {
+        let user = self.user_name();
+        if !items.contains(&StatusItem::Recent) {
+            let st = self.sh.store.status(&user, name).await;
+            return st.map(|st| (st, 0)).map_err(|e| store_error(&e));
+        }
+        let handle = self
+            .sh
+            .store
+            .open_mailbox(&user, name)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let snap = handle.snapshot().map_err(|e| store_error(&e))?;
+        let key = MailboxKey {
+            user,
+            uidvalidity: snap.uidvalidity,
+        };
+        let marker = self.sh.recent.marker(&key, &snap.messages);
+        let recent = snap.messages.iter().filter(|m| m.uid > marker).count() as u32;
+        Ok((MailboxStatus::of(&snap), recent))
     }
 
     async fn list<S>(
@@ -298,81 +291,40 @@ impl Session<'_> {
             .map_err(|e| store_error(&e))?
             .into_iter()
             .collect();
+        let utf8 = self.utf8_names();
         let mut decoded = Vec::new();
         for p in patterns {
             let full = format!("{reference}{p}");
-            let d = mutf7::decode(&full).map_err(|e| ("BAD", e.to_string()))?;
+            let d = if utf8 {
+                full
+            } else {
+                mutf7::decode(&full).map_err(|e| ("BAD", e.to_string()))?
+            };
             decoded.push(normalize_pattern(&d));
         }
-        // Every name to consider, with (exists, special use, has children).
-        let mut names: BTreeMap<String, (bool, Option<&'static str>, bool)> = BTreeMap::new();
-        for m in &all {
-            names.insert(
-                m.name.clone(),
-                (true, m.special_use.map(|u| u.imap_name()), m.has_children),
-            );
-        }
-        for m in &all {
-            let mut n = m.name.as_str();
-            while let Some(i) = n.rfind(SEPARATOR) {
-                n = &n[..i];
-                names.entry(n.to_string()).or_insert((false, None, true)).2 = true;
-            }
-        }
-        if opts.subscribed {
-            for s in &subs {
-                names.entry(s.clone()).or_insert((false, None, false));
-            }
-        }
+        let lines = plan(&all, &subs, &decoded, opts, self.rev2);
         let mut statuses = Vec::new();
-        for (name, &(exists, special, children)) in &names {
-            if !decoded.iter().any(|p| wildcard_match(p, name)) {
-                continue;
+        for line in lines {
+            io.out.extend_from_slice(
+                format!("* {keyword} ({}) \"/\" ", line.attrs.join(" ")).as_bytes(),
+            );
+            mailbox_name(&mut io.out, &line.name, utf8);
+            if !line.childinfo.is_empty() {
+                let items: Vec<String> =
+                    line.childinfo.iter().map(|c| format!("\"{c}\"")).collect();
+                io.out.extend_from_slice(
+                    format!(" (\"CHILDINFO\" ({}))", items.join(" ")).as_bytes(),
+                );
             }
-            let subscribed = subs.contains(name);
-            if opts.subscribed && !subscribed {
-                continue;
-            }
-            if opts.special_use_only && special.is_none() {
-                continue;
-            }
-            if opts.lsub && !subscribed {
-                continue;
-            }
-            let mut attrs: Vec<&str> = Vec::new();
-            if !exists {
-                attrs.push(if opts.subscribed && !opts.lsub {
-                    "\\NonExistent"
-                } else {
-                    "\\Noselect"
-                });
-            }
-            if !opts.lsub {
-                attrs.push(if children {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-                if subscribed && (opts.subscribed || opts.return_subscribed) {
-                    attrs.push("\\Subscribed");
-                }
-                if let Some(s) = special {
-                    attrs.push(s);
-                }
-            }
-            let wire = mutf7::encode(name);
-            io.out
-                .extend_from_slice(format!("* {keyword} ({}) \"/\" ", attrs.join(" ")).as_bytes());
-            write_mailbox(&mut io.out, &wire);
             io.out.extend_from_slice(b"\r\n");
-            if exists && opts.return_status.is_some() {
-                statuses.push((name.clone(), wire));
+            if line.exists && opts.return_status.is_some() {
+                statuses.push(line.name);
             }
         }
         if let Some(items) = &opts.return_status {
-            for (name, wire) in statuses {
-                if let Ok(st) = store.status(&user, &name).await {
-                    status_response(&mut io.out, &wire, &st, items);
+            for name in statuses {
+                if let Ok((st, recent)) = self.status_of(&name, items).await {
+                    status_response(&mut io.out, &name, utf8, &st, recent, items);
                 }
             }
         }
@@ -381,17 +333,50 @@ impl Session<'_> {
             .map_err(|_| ("NO", "connection failed".to_string()))?;
         Ok(done.into())
     }
+
+    /// Starts the `\Recent` marker of a mailbox messages are about to be copied into.
+    pub(crate) async fn seed_recent(&self, name: &str) {
+        let user = self.user_name();
+        let Ok(handle) = self.sh.store.open_mailbox(&user, name).await else {
+            return;
+        };
+        if let Ok(snap) = handle.snapshot() {
+            let key = MailboxKey {
+                user,
+                uidvalidity: snap.uidvalidity,
+            };
+            self.sh.recent.seed(&key, &snap.messages);
+        }
+    }
+
+    /// `* LIST (attributes) "/" name` for one mailbox (IMAP4rev2 SELECT).
+    pub(crate) async fn list_one(&self, out: &mut Vec<u8>, user: &str, name: &str) {
+        let Ok(all) = self.sh.store.list_mailboxes(user).await else {
+            return;
+        };
+        let attrs = attributes_of(&all, name);
+        out.extend_from_slice(format!("* LIST ({}) \"/\" ", attrs.join(" ")).as_bytes());
+        mailbox_name(out, name, self.utf8_names());
+        out.extend_from_slice(b"\r\n");
+    }
 }
 
 /// `* STATUS name (MESSAGES n …)`.
-pub fn status_response(out: &mut Vec<u8>, wire: &str, st: &MailboxStatus, items: &[StatusItem]) {
+pub fn status_response(
+    out: &mut Vec<u8>,
+    name: &str,
+    utf8: bool,
+    st: &MailboxStatus,
+    recent: u32,
+    items: &[StatusItem],
+) {
     out.extend_from_slice(b"* STATUS ");
-    write_mailbox(out, wire);
+    mailbox_name(out, name, utf8);
     let parts: Vec<String> = items
         .iter()
         .map(|i| match i {
             StatusItem::Messages => format!("MESSAGES {}", st.messages),
-            StatusItem::Recent => "RECENT 0".to_string(),
+            StatusItem::Recent => format!("RECENT {recent}"),
             StatusItem::UidNext => format!("UIDNEXT {}", st.uidnext),
             StatusItem::UidValidity => format!("UIDVALIDITY {}", st.uidvalidity),
             StatusItem::Unseen => format!("UNSEEN {}", st.unseen),
@@ -401,34 +386,4 @@ pub fn status_response(out: &mut Vec<u8>, wire: &str, st: &MailboxStatus, items:
         })
         .collect();
     out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wildcards() {
-        let cases = [
-            ("*", "a/b/c", true),
-            ("%", "a/b", false),
-            ("%", "INBOX", true),
-            ("a/%", "a/b", true),
-            ("a/%", "a/b/c", false),
-            ("a/*", "a/b/c", true),
-            ("*c", "a/b/c", true),
-            ("a%c", "abc", true),
-            ("a%c", "a/c", false),
-            ("", "x", false),
-            ("x", "x", true),
-        ];
-        for (p, n, want) in cases {
-            assert_eq!(wildcard_match(p, n), want, "{p} {n}");
-        }
-        // Many wildcards stay polynomial.
-        let p = "*".repeat(200) + "x";
-        assert!(!wildcard_match(&p, &"a".repeat(1000)));
-        assert_eq!(normalize_pattern("inbox/%"), "INBOX/%");
-        assert_eq!(normalize_pattern("inboxes"), "inboxes");
-    }
 }

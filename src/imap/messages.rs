@@ -1,11 +1,10 @@
 //! Commands on the selected mailbox's messages: STORE (with UNCHANGEDSINCE), COPY and MOVE
-//! (with UIDPLUS `COPYUID`), EXPUNGE and UID EXPUNGE, CLOSE, UNSELECT, SEARCH (with ESEARCH
-//! `RETURN`) and SORT. FETCH lives in module `fetch`.
+//! (with UIDPLUS `COPYUID`), EXPUNGE and UID EXPUNGE, CLOSE and UNSELECT. FETCH lives in
+//! module `fetch`, SEARCH and SORT in module `searching`.
 //!
 //! Every write goes through the session's `MailboxHandle`; the session's own changes come back
 //! as store events and are announced like anyone else's (EXPUNGE after EXPUNGE and MOVE).
-//! Security note: a SEARCH or SORT that must read messages refuses mailboxes larger than
-//! `max_search_messages`.
+//! Security note: sequence sets stay ranges until they meet the session's view.
 
 use std::io;
 
@@ -13,11 +12,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::store::{FlagOp, Flags};
 
-use super::command::{Command, ReturnOpt, SortKey, StoreOp};
+use super::command::{Command, StoreOp};
 use super::io::Io;
-use super::mime;
 use super::response::{status_line, store_error};
-use super::search::{matches, sort_value, Candidate, SearchKey};
 use super::sequence::SeqSet;
 use super::session::Session;
 
@@ -79,7 +76,7 @@ impl Session<'_> {
                 }
                 status_line(&mut io.out, tag, "OK", &format!("{} completed", cmd.name()));
             }
-            Command::Search { uid, ret, key } => {
+            Command::Search { uid, ret, key, .. } => {
                 return Ok(self.search(io, tag, uid, ret, &key, None).await)
             }
             Command::Sort {
@@ -216,6 +213,7 @@ impl Session<'_> {
         };
         let quota = self.quota();
         let condstore = self.condstore;
+        self.seed_recent(&dest).await;
         let Some(sel) = self.selected.as_mut() else {
             return true;
         };
@@ -325,152 +323,6 @@ impl Session<'_> {
                 status_line(&mut io.out, tag, kind, &text);
             }
         }
-        false
-    }
-
-    /// SEARCH, and SORT when `sort` is given.
-    async fn search<S>(
-        &mut self,
-        io: &mut Io<S>,
-        tag: &str,
-        uid: bool,
-        ret: Option<Vec<ReturnOpt>>,
-        key: &SearchKey,
-        sort: Option<&[(SortKey, bool)]>,
-    ) -> bool
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send,
-    {
-        if key.uses_modseq() {
-            self.condstore = true;
-        }
-        let max = self.sh.cfg.max_search_messages;
-        let condstore = self.condstore;
-        let Some(sel) = self.selected.as_mut() else {
-            return true;
-        };
-        let content = key.needs_content()
-            || sort.is_some_and(|k| {
-                k.iter()
-                    .any(|(k, _)| !matches!(k, SortKey::Arrival | SortKey::Size))
-            });
-        if content && sel.msgs.len() > max {
-            status_line(
-                &mut io.out,
-                tag,
-                "NO",
-                "[LIMIT] mailbox too large to search message contents",
-            );
-            return false;
-        }
-        let max_seq = sel.msgs.len() as u32;
-        let max_uid = sel.msgs.last().map_or(0, |m| m.uid);
-        // (seq, uid, modseq, sort values)
-        let mut hits: Vec<(u32, u32, u64, Vec<super::search::SortValue>)> = Vec::new();
-        for (i, m) in sel.msgs.iter().enumerate() {
-            let bytes = if content {
-                match sel.handle.fetch(m.uid).await {
-                    Ok(b) => Some(b),
-                    Err(_) => continue,
-                }
-            } else {
-                None
-            };
-            let parsed = bytes.as_deref().and_then(mime::parse);
-            let raw = bytes.as_deref().unwrap_or_default();
-            let empty = mail_parser::Message::default();
-            let c = Candidate {
-                seq: i as u32 + 1,
-                uid: m.uid,
-                flags: &m.flags,
-                size: m.size,
-                internal_date: m.internal_date,
-                modseq: m.modseq,
-                content: bytes
-                    .as_ref()
-                    .map(|_| (raw, parsed.as_ref().unwrap_or(&empty))),
-                max_seq,
-                max_uid,
-            };
-            if matches(key, &c) {
-                let values = sort
-                    .map(|keys| {
-                        keys.iter()
-                            .map(|(k, _)| {
-                                sort_value(*k, m.uid, m.size, m.internal_date, parsed.as_ref())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                hits.push((i as u32 + 1, m.uid, m.modseq, values));
-            }
-        }
-        if let Some(keys) = sort {
-            hits.sort_by(|a, b| {
-                for (n, (_, reverse)) in keys.iter().enumerate() {
-                    let o = a.3[n].cmp(&b.3[n]);
-                    let o = if *reverse { o.reverse() } else { o };
-                    if o.is_ne() {
-                        return o;
-                    }
-                }
-                a.0.cmp(&b.0)
-            });
-        }
-        let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
-        let modseq = key
-            .uses_modseq()
-            .then(|| hits.iter().map(|h| h.2).max())
-            .flatten();
-        let word = if sort.is_some() { "SORT" } else { "SEARCH" };
-        match ret {
-            None => {
-                let mut line = format!("* {word}");
-                for n in &nums {
-                    line.push_str(&format!(" {n}"));
-                }
-                if let Some(m) = modseq {
-                    line.push_str(&format!(" (MODSEQ {m})"));
-                }
-                io.out.extend_from_slice(line.as_bytes());
-                io.out.extend_from_slice(b"\r\n");
-            }
-            Some(opts) => {
-                let mut line =
-                    format!("* ESEARCH (TAG \"{tag}\"){}", if uid { " UID" } else { "" });
-                let (min, max) = (nums.iter().min(), nums.iter().max());
-                for o in &opts {
-                    match o {
-                        ReturnOpt::Min => {
-                            if let Some(v) = min {
-                                line.push_str(&format!(" MIN {v}"))
-                            }
-                        }
-                        ReturnOpt::Max => {
-                            if let Some(v) = max {
-                                line.push_str(&format!(" MAX {v}"))
-                            }
-                        }
-                        ReturnOpt::Count => line.push_str(&format!(" COUNT {}", nums.len())),
-                        ReturnOpt::All => {
-                            if !nums.is_empty() {
-                                let mut sorted = nums.clone();
-                                sorted.sort_unstable();
-                                line.push_str(&format!(" ALL {}", SeqSet::from_sorted(&sorted)));
-                            }
-                        }
-                    }
-                }
-                if let Some(m) = modseq {
-                    line.push_str(&format!(" MODSEQ {m}"));
-                }
-                io.out.extend_from_slice(line.as_bytes());
-                io.out.extend_from_slice(b"\r\n");
-            }
-        }
-        sel.absorb();
-        sel.announce(&mut io.out, uid, condstore);
-        status_line(&mut io.out, tag, "OK", &format!("{word} completed"));
         false
     }
 }

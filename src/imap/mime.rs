@@ -415,6 +415,38 @@ pub fn section<'a>(
     })
 }
 
+/// A part's body as stored, and how it is encoded.
+pub struct PartBody<'a> {
+    pub body: &'a [u8],
+    /// The Content-Transfer-Encoding header's value, if any.
+    pub cte: Option<Cow<'a, [u8]>>,
+}
+
+/// The body of part `path`, for `BINARY[path]`. The whole message (`path` empty) has no
+/// encoding of its own. `None`: no such part.
+pub fn part_body<'a>(
+    raw: &'a [u8],
+    msg: Option<&'a Message<'a>>,
+    path: &[u32],
+) -> Option<PartBody<'a>> {
+    let whole = PartBody {
+        body: raw,
+        cte: None,
+    };
+    let Some(m) = msg else {
+        return matches!(path, [] | [1]).then_some(whole);
+    };
+    if path.is_empty() {
+        return Some(whole);
+    }
+    let (raw, cur, pid) = navigate(raw, m, path)?;
+    let part = cur.parts.get(pid)?;
+    Some(PartBody {
+        body: slice(raw, part.offset_body, part.offset_end),
+        cte: raw_header(raw, part, "Content-Transfer-Encoding"),
+    })
+}
+
 /// HEADER, HEADER.FIELDS[.NOT] or TEXT of a message whose root part is `root`.
 fn message_text<'a>(
     raw: &'a [u8],

@@ -1,14 +1,18 @@
-//! The IMAP4rev1 server (RFC 3501) of the mailstore, with the extensions real clients rely
-//! on: LITERAL+, SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UNSELECT, CHILDREN, SPECIAL-USE,
-//! LIST-EXTENDED, LIST-STATUS, UIDPLUS, MOVE, CONDSTORE, QUOTA, ESEARCH, SORT, APPENDLIMIT.
+//! The IMAP4rev1 server (RFC 3501) of the mailstore, with IMAP4rev2 (RFC 9051) behaviour for
+//! sessions that `ENABLE IMAP4rev2`, and the extensions real clients rely on: LITERAL+,
+//! SASL-IR, ID, ENABLE, IDLE, NAMESPACE, UNSELECT, CHILDREN, SPECIAL-USE, LIST-EXTENDED,
+//! LIST-STATUS, UIDPLUS, MOVE, CONDSTORE, QUOTA, ESEARCH, SEARCHRES, SORT, BINARY,
+//! STATUS=SIZE, UTF8=ACCEPT, APPENDLIMIT.
 //!
 //! Layers: `parser` (framing and lexer), `command` (+ `fetch_items`, `search`, `sequence`,
 //! `mutf7`, `date`) turn bytes into [`command::Command`] values without I/O; `session` runs the
-//! state machine (not authenticated → authenticated → selected) over a [`Conn`]; `mailboxes`
-//! serves the mailbox-level commands, `selected` keeps a selected mailbox's view in step with
-//! the store's change events, `messages` and `fetch` serve the message-level commands, `mime`
-//! renders ENVELOPE/BODYSTRUCTURE/sections. Only APPEND, COPY, MOVE, STORE and EXPUNGE write,
-//! and only through `store::MailboxHandle` (invariant 5).
+//! state machine (not authenticated → authenticated → selected) over a [`Conn`], `features`
+//! says what it offers and what the client enabled; `mailboxes` (+ `list`) serves the
+//! mailbox-level commands, `selected` keeps a selected mailbox's view in step with the store's
+//! change events (and `recent` the `\Recent` markers), `messages` and `fetch` serve the
+//! message-level commands, `mime` renders ENVELOPE/BODYSTRUCTURE/sections and `binary` decodes
+//! BINARY sections. Only APPEND, COPY, MOVE, STORE and EXPUNGE write, and only through
+//! `store::MailboxHandle` (invariant 5).
 //!
 //! It never touches the queue, never decides delivery, never logs passwords or message text.
 //! Security note: LOGIN and AUTHENTICATE are refused before TLS (LOGINDISABLED) unless
@@ -17,21 +21,26 @@
 //! reply buffer, search work) is bounded by [`ImapConfig`]; literals over a limit are refused
 //! before they are read (a synchronising literal never gets its `+`).
 
+mod binary;
 mod command;
 mod config;
 mod date;
+mod features;
 mod fetch;
 mod fetch_items;
 mod io;
 mod limiter;
+mod list;
 mod login;
 mod mailboxes;
 mod messages;
 mod mime;
 mod mutf7;
 mod parser;
+mod recent;
 mod response;
 mod search;
+mod searching;
 mod selected;
 mod sequence;
 mod session;
@@ -47,12 +56,16 @@ use crate::cluster::Cluster;
 use crate::net::{Conn, Protocol, RejectReason, SessionCtx};
 use crate::store::Store;
 
+use recent::RecentTracker;
+
 /// What every session of the IMAP listeners shares.
 pub(crate) struct Shared {
     pub cfg: ImapConfig,
     pub cluster: Cluster,
     pub store: Store,
     pub limiter: Arc<LoginLimiter>,
+    /// `\Recent` markers, one table for both listeners; new with each start of the service.
+    pub recent: Arc<RecentTracker>,
     /// Allow LOGIN/AUTHENTICATE without TLS (dev only).
     pub allow_plaintext_login: bool,
 }
@@ -71,12 +84,16 @@ impl ImapServer {
         allow_plaintext_login: bool,
     ) -> Self {
         let limiter = Arc::new(LoginLimiter::new(&cfg));
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         ImapServer {
             shared: Arc::new(Shared {
                 cfg,
                 cluster,
                 store,
                 limiter,
+                recent: Arc::new(RecentTracker::new(started)),
                 allow_plaintext_login,
             }),
         }

@@ -13,7 +13,8 @@
 
 use std::borrow::Cow;
 
-/// A literal announced at the end of a line: `{n}` (synchronising) or `{n+}` (LITERAL+).
+/// A literal announced at the end of a line: `{n}` (synchronising) or `{n+}` (LITERAL+),
+/// possibly as a `~{n}` literal8 (RFC 3516), whose `~` stays part of the line before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiteralHeader {
     /// The announced length; saturates at `u64::MAX` for absurd announcements.
@@ -92,6 +93,13 @@ pub fn is_tag_char(b: u8) -> bool {
 /// `list-mailbox` characters: atom characters, the wildcards, and `]`.
 fn is_list_char(b: u8) -> bool {
     is_astring_char(b) || b == b'%' || b == b'*'
+}
+
+/// Bytes of UTF-8 sequences. IMAP atoms are ASCII, but clients that enabled UTF-8 (Python's
+/// imaplib, for one) send non-ASCII mailbox names unquoted; astrings take them, and the
+/// session refuses non-ASCII names where UTF-8 is not enabled.
+fn is_utf8_byte(b: u8) -> bool {
+    b >= 0x80
 }
 
 /// A cursor over one assembled command.
@@ -282,6 +290,12 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// A literal8 (`~{n}`, RFC 3516: may hold NUL) or a plain literal.
+    pub fn literal8(&mut self) -> PResult<&'a [u8]> {
+        self.eat(b'~');
+        self.literal()
+    }
+
     /// A literal: `{n}` or `{n+}`, CRLF, then n bytes (already read by the session).
     pub fn literal(&mut self) -> PResult<&'a [u8]> {
         self.expect(b'{', "expected a literal")?;
@@ -305,7 +319,7 @@ impl<'a> Lexer<'a> {
         match self.peek() {
             Some(b'"' | b'{') => self.string(),
             _ => {
-                let a = self.take_while(is_astring_char);
+                let a = self.take_while(|b| is_astring_char(b) || is_utf8_byte(b));
                 if a.is_empty() {
                     return err("expected an atom or a string");
                 }
@@ -325,7 +339,7 @@ impl<'a> Lexer<'a> {
         let s = match self.peek() {
             Some(b'"' | b'{') => self.string()?,
             _ => {
-                let a = self.take_while(is_list_char);
+                let a = self.take_while(|b| is_list_char(b) || is_utf8_byte(b));
                 if a.is_empty() {
                     return err("expected a mailbox pattern");
                 }
@@ -447,6 +461,12 @@ mod tests {
         for bad in ["\"abc", "\"a\\x\"", "{5}\r\nab", "{3}xyz", "\"a\rb\""] {
             assert!(Lexer::new(bad.as_bytes(), 4).string().is_err(), "{bad:?}");
         }
+        // literal8 may hold NUL; UTF-8 in an unquoted astring is taken (the session decides).
+        let mut l = Lexer::new(b"~{3}\r\na\0b Entw\xc3\xbcrfe x", 4);
+        assert_eq!(l.literal8().unwrap(), b"a\0b");
+        l.sp().unwrap();
+        assert_eq!(l.astring_utf8().unwrap(), "Entwürfe");
+        assert!(Lexer::new(b"\xc3 x", 4).atom().is_err());
     }
 
     #[test]

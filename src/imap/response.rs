@@ -4,6 +4,8 @@
 
 use crate::store::{Flags, StoreError};
 
+use super::mutf7;
+
 /// Appends `s` as a quoted string if it can be one, else as a literal.
 pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     let quotable = s.len() < 1024 && s.iter().all(|&b| (0x20..0x7f).contains(&b));
@@ -35,14 +37,51 @@ pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
     }
 }
 
-/// A mailbox name for LIST/STATUS: an atom-safe name as a quoted string, else a literal.
+/// Appends `s` as a literal8 (`~{n}`, RFC 3516) when it holds NUL, else as a literal.
+pub fn literal8(out: &mut Vec<u8>, s: &[u8]) {
+    if s.contains(&0) {
+        out.push(b'~');
+    }
+    literal(out, s);
+}
+
+/// A mailbox name as the client sent it (LIST/STATUS echo): a quoted string if it can be
+/// one, else a literal.
 pub fn mailbox(out: &mut Vec<u8>, wire_name: &str) {
     string(out, wire_name.as_bytes());
 }
 
-/// `(\Seen $Junk)`, plus `\Recent` never (see the session).
-pub fn flags(out: &mut Vec<u8>, f: &Flags) {
-    out.extend_from_slice(f.to_string().as_bytes());
+/// A stored (UTF-8) mailbox name for a session: modified UTF-7 for IMAP4rev1, UTF-8 — quoted,
+/// as IMAP4rev2 and RFC 6855 allow — once the session enabled IMAP4rev2 or UTF8=ACCEPT.
+pub fn mailbox_name(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    if !utf8 {
+        return string(out, mutf7::encode(name).as_bytes());
+    }
+    if name.len() < 1024 && !name.chars().any(char::is_control) {
+        out.push(b'"');
+        for b in name.bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        literal(out, name.as_bytes());
+    }
+}
+
+/// `(\Seen $Junk)`, with `\Recent` first when the message is recent in this session.
+pub fn flags(out: &mut Vec<u8>, f: &Flags, recent: bool) {
+    if !recent {
+        return out.extend_from_slice(f.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"(\\Recent");
+    for name in f.imap_names() {
+        out.push(b' ');
+        out.extend_from_slice(name.as_bytes());
+    }
+    out.push(b')');
 }
 
 /// A tagged or untagged status response.
@@ -110,6 +149,33 @@ mod tests {
         let mut out = Vec::new();
         status_line(&mut out, "a1", "NO", "x\r\ny");
         assert_eq!(out, b"a1 NO x  y\r\n");
+        let mut out = Vec::new();
+        literal8(&mut out, b"a\0");
+        literal8(&mut out, b"ab");
+        assert_eq!(out, b"~{2}\r\na\0{2}\r\nab");
+    }
+
+    #[test]
+    fn names_and_flags() {
+        let render = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut out = Vec::new();
+            f(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            render(&|o| mailbox_name(o, "Entwürfe", false)),
+            "\"Entw&APw-rfe\""
+        );
+        assert_eq!(
+            render(&|o| mailbox_name(o, "Entwürfe", true)),
+            "\"Entwürfe\""
+        );
+        assert_eq!(render(&|o| mailbox_name(o, "a\"b&", true)), "\"a\\\"b&\"");
+        assert_eq!(render(&|o| mailbox_name(o, "a\tb", true)), "{3}\r\na\tb");
+        let f = Flags::from_imap(["\\Seen", "$Work"]).unwrap();
+        assert_eq!(render(&|o| flags(o, &f, false)), "(\\Seen $Work)");
+        assert_eq!(render(&|o| flags(o, &f, true)), "(\\Recent \\Seen $Work)");
+        assert_eq!(render(&|o| flags(o, &Flags::new(), true)), "(\\Recent)");
     }
 
     #[test]

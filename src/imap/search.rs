@@ -71,7 +71,9 @@ pub fn parse_search_key(l: &mut Lexer, limits: ParseLimits) -> PResult<SearchKey
             K::And(keys)
         });
     }
-    if l.peek().is_some_and(|b| b.is_ascii_digit() || b == b'*') {
+    if l.peek()
+        .is_some_and(|b| b.is_ascii_digit() || b == b'*' || b == b'$')
+    {
         return Ok(K::Seq(seq_set(l, limits)?));
     }
     let word = l.atom_upper()?;
@@ -164,6 +166,17 @@ impl SearchKey {
         }
     }
 
+    /// Whether the key mentions `NEW`, `OLD` or `RECENT` (gone from IMAP4rev2).
+    pub fn uses_recent(&self) -> bool {
+        match self {
+            SearchKey::New | SearchKey::Old | SearchKey::Recent => true,
+            SearchKey::Not(k) => k.uses_recent(),
+            SearchKey::Or(a, b) => a.uses_recent() || b.uses_recent(),
+            SearchKey::And(ks) => ks.iter().any(SearchKey::uses_recent),
+            _ => false,
+        }
+    }
+
     /// Whether the key mentions MODSEQ (the response then carries `(MODSEQ n)`).
     pub fn uses_modseq(&self) -> bool {
         match self {
@@ -184,6 +197,10 @@ pub struct Candidate<'a> {
     pub size: u64,
     pub internal_date: i64,
     pub modseq: u64,
+    /// The message is `\Recent` in this session.
+    pub recent: bool,
+    /// The saved search result (`$`, RFC 5182): UIDs, ascending.
+    pub saved: &'a [u32],
     /// The raw message and its parse, present when the key needs contents.
     pub content: Option<(&'a [u8], &'a Message<'a>)>,
     /// `*` for sequence numbers and UIDs.
@@ -204,9 +221,9 @@ pub fn matches(key: &SearchKey, c: &Candidate) -> bool {
         K::All => true,
         K::Flag(f, on) => c.flags.contains(*f) == *on,
         K::Keyword(k, on) => c.flags.keywords().any(|x| x.eq_ignore_ascii_case(k)) == *on,
-        // No session-owned \Recent (see the module doc of `session`): NEW is UNSEEN RECENT.
-        K::New | K::Recent => false,
-        K::Old => true,
+        K::New => c.recent && !c.flags.contains(SystemFlag::Seen),
+        K::Recent => c.recent,
+        K::Old => !c.recent,
         K::Larger(n) => c.size > *n,
         K::Smaller(n) => c.size < *n,
         K::Before(d) => day(c.internal_date) < *d,
@@ -215,6 +232,7 @@ pub fn matches(key: &SearchKey, c: &Candidate) -> bool {
         K::SentBefore(d) => sent_day().is_some_and(|s| s < *d),
         K::SentOn(d) => sent_day().is_some_and(|s| s == *d),
         K::SentSince(d) => sent_day().is_some_and(|s| s >= *d),
+        K::Uid(set) | K::Seq(set) if set.saved => c.saved.binary_search(&c.uid).is_ok(),
         K::Uid(set) => set.resolve(c.max_uid).contains(c.uid),
         K::Seq(set) => set.resolve(c.max_seq).contains(c.seq),
         K::Modseq(m) => c.modseq >= *m,
@@ -388,6 +406,8 @@ mod tests {
             size: MSG.len() as u64,
             internal_date: 8797 * 86_400 + 5,
             modseq: 7,
+            recent: true,
+            saved: &[10, 30],
             content: Some((MSG, &parsed)),
             max_seq: 5,
             max_uid: 50,
@@ -424,6 +444,12 @@ mod tests {
             ("NOT SEEN", false),
             ("OR UNSEEN FROM jurgen", true),
             ("(SEEN (FROM bob))", false),
+            ("RECENT", true),
+            ("OLD", false),
+            ("NEW", false),
+            ("NOT OLD", true),
+            ("$", true),
+            ("UID $", true),
         ];
         for (s, want) in cases {
             assert_eq!(matches(&key(s), &c), want, "{s}");
@@ -446,6 +472,8 @@ mod tests {
         }
         assert!(key("OR (FROM a) BODY b").needs_content());
         assert!(!key("NOT (SEEN UID 1:*)").needs_content());
+        assert!(key("OR SEEN (NOT NEW)").uses_recent());
+        assert!(!key("(SEEN UNSEEN)").uses_recent());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! expunges (`EXPUNGE`) not during FETCH, STORE or SEARCH (RFC 3501 §7.4.1) — until then the
 //! expunged message keeps its sequence number. A session that falls behind the event buffer
 //! resynchronises from a fresh snapshot. IDLE waits on those events and the client at once.
+//! An IMAP4rev1 session also keeps which messages are `\Recent` for it (module `recent`),
+//! and every session its saved search result (`$`, RFC 5182).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -18,9 +20,19 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use crate::store::{Flags, MailboxEvent, MailboxHandle, MessageMeta, Snapshot, SystemFlag};
 
 use super::io::{Input, Io};
+use super::recent::{MailboxKey, RecentSet, RecentTracker};
 use super::response::{flags as write_flags, status_line, store_error};
 use super::sequence::SeqSet;
 use super::session::{Flow, Session};
+
+/// How an IMAP4rev1 session keeps `\Recent`.
+struct RecentState {
+    tracker: Arc<RecentTracker>,
+    key: MailboxKey,
+    /// SELECT takes new messages from other sessions; EXAMINE only looks.
+    claim: bool,
+    set: RecentSet,
+}
 
 pub(crate) struct Selected {
     pub handle: MailboxHandle,
@@ -40,16 +52,22 @@ pub(crate) struct Selected {
     pending_exists: bool,
     /// The mailbox was deleted under the session.
     pub gone: bool,
+    /// `None` in IMAP4rev2 sessions, which have no `\Recent`.
+    recent: Option<RecentState>,
+    /// The last `SEARCH RETURN (SAVE)` result (`$`): UIDs, ascending.
+    pub saved: Vec<u32>,
 }
 
 impl Selected {
+    /// A view from `snap`; `recent` (IMAP4rev1) is the node's tracker and the user.
     fn new(
         handle: MailboxHandle,
         snap: Snapshot,
         rx: broadcast::Receiver<Arc<MailboxEvent>>,
         read_only: bool,
+        recent: Option<(Arc<RecentTracker>, String)>,
     ) -> Self {
-        Selected {
+        let mut sel = Selected {
             handle,
             rx,
             read_only,
@@ -61,7 +79,51 @@ impl Selected {
             pending_flags: BTreeSet::new(),
             pending_exists: false,
             gone: false,
-        }
+            recent: recent.map(|(tracker, user)| RecentState {
+                tracker,
+                key: MailboxKey {
+                    user,
+                    uidvalidity: snap.uidvalidity,
+                },
+                claim: !read_only,
+                set: RecentSet::default(),
+            }),
+            saved: Vec::new(),
+        };
+        sel.note_new(0);
+        sel
+    }
+
+    /// Takes `\Recent` for the messages from index `from` on, which the session has just
+    /// learnt of, where no other session was told of them first.
+    fn note_new(&mut self, from: usize) {
+        let (Some(r), Some(first), Some(last)) =
+            (self.recent.as_mut(), self.msgs.get(from), self.msgs.last())
+        else {
+            return;
+        };
+        let (first, last) = (first.uid, last.uid);
+        let before = if r.claim {
+            r.tracker.claim(&r.key, last, &self.msgs)
+        } else {
+            r.tracker.marker(&r.key, &self.msgs)
+        };
+        r.set.add(first.max(before.saturating_add(1)), last);
+    }
+
+    /// Whether the message is `\Recent` in this session.
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.as_ref().is_some_and(|r| r.set.contains(uid))
+    }
+
+    /// The `RECENT` count (`None` in an IMAP4rev2 session).
+    pub fn recent_count(&self) -> Option<usize> {
+        self.recent.as_ref().map(|r| r.set.count(&self.msgs))
+    }
+
+    /// After `ENABLE IMAP4rev2`: no more `\Recent`.
+    pub fn drop_recent(&mut self) {
+        self.recent = None;
     }
 
     pub fn index_of(&self, uid: u32) -> Option<usize> {
@@ -111,11 +173,13 @@ impl Selected {
                 messages, uidnext, ..
             } => {
                 let last = self.msgs.last().map_or(0, |m| m.uid);
+                let from = self.msgs.len();
                 for m in messages.iter().filter(|m| m.uid > last) {
                     self.msgs.push(m.clone());
                     self.highestmodseq = self.highestmodseq.max(m.modseq);
                     self.pending_exists = true;
                 }
+                self.note_new(from);
                 self.uidnext = self.uidnext.max(*uidnext);
             }
             MailboxEvent::Flags { updates, origin } => {
@@ -170,10 +234,12 @@ impl Selected {
             }
         }
         let last = self.msgs.last().map_or(0, |m| m.uid);
+        let from = self.msgs.len();
         for m in snap.messages.iter().filter(|m| m.uid > last) {
             self.msgs.push(m.clone());
             self.pending_exists = true;
         }
+        self.note_new(from);
         self.uidnext = snap.uidnext;
         self.highestmodseq = snap.highestmodseq;
     }
@@ -192,6 +258,9 @@ impl Selected {
         }
         if self.pending_exists {
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.msgs.len()).as_bytes());
+            if let Some(n) = self.recent_count() {
+                out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+            }
             self.pending_exists = false;
         }
         for uid in std::mem::take(&mut self.pending_flags) {
@@ -205,7 +274,7 @@ impl Selected {
     pub fn flags_response(&self, out: &mut Vec<u8>, i: usize, condstore: bool) {
         let m = &self.msgs[i];
         out.extend_from_slice(format!("* {} FETCH (FLAGS ", i + 1).as_bytes());
-        write_flags(out, &m.flags);
+        write_flags(out, &m.flags, self.is_recent(m.uid));
         out.extend_from_slice(format!(" UID {}", m.uid).as_bytes());
         if condstore {
             out.extend_from_slice(format!(" MODSEQ ({})", m.modseq).as_bytes());
@@ -213,8 +282,16 @@ impl Selected {
         out.extend_from_slice(b")\r\n");
     }
 
-    /// Indices of the messages a set names. A sequence number past the end is an error.
+    /// Indices of the messages a set names. A sequence number past the end is an error; `$`
+    /// names the saved search result's messages that are still here.
     pub fn resolve(&self, set: &SeqSet, uid: bool) -> Result<Vec<usize>, String> {
+        if set.saved {
+            return Ok(self
+                .saved
+                .iter()
+                .filter_map(|&u| self.index_of(u))
+                .collect());
+        }
         if uid {
             let largest = self.msgs.last().map_or(0, |m| m.uid);
             let r = set.resolve(largest);
@@ -244,7 +321,8 @@ impl Selected {
 }
 
 impl Session<'_> {
-    /// SELECT / EXAMINE.
+    /// SELECT / EXAMINE. An IMAP4rev2 session gets the mailbox's LIST response and neither
+    /// RECENT nor the UNSEEN code (RFC 9051 §6.3.2).
     pub async fn select<S>(
         &mut self,
         io: &mut Io<S>,
@@ -278,7 +356,11 @@ impl Session<'_> {
                 return status_line(&mut io.out, tag, kind, &text);
             }
         };
-        let sel = Selected::new(handle, snap, rx, read_only);
+        let recent = (!self.rev2).then(|| (Arc::clone(&self.sh.recent), user.clone()));
+        let sel = Selected::new(handle, snap, rx, read_only, recent);
+        if self.rev2 {
+            self.list_one(&mut io.out, &user, &name).await;
+        }
         let mut keywords: BTreeSet<&str> = BTreeSet::new();
         for m in &sel.msgs {
             keywords.extend(m.flags.keywords());
@@ -296,12 +378,15 @@ impl Session<'_> {
         out.extend_from_slice(
             format!("* OK [PERMANENTFLAGS {perm}] flags permitted\r\n").as_bytes(),
         );
-        out.extend_from_slice(format!("* {} EXISTS\r\n* 0 RECENT\r\n", sel.msgs.len()).as_bytes());
-        if let Some(i) = sel
+        out.extend_from_slice(format!("* {} EXISTS\r\n", sel.msgs.len()).as_bytes());
+        if let Some(n) = sel.recent_count() {
+            out.extend_from_slice(format!("* {n} RECENT\r\n").as_bytes());
+        }
+        let first_unseen = sel
             .msgs
             .iter()
-            .position(|m| !m.flags.contains(SystemFlag::Seen))
-        {
+            .position(|m| !m.flags.contains(SystemFlag::Seen));
+        if let (Some(i), false) = (first_unseen, self.rev2) {
             out.extend_from_slice(format!("* OK [UNSEEN {}] first unseen\r\n", i + 1).as_bytes());
         }
         out.extend_from_slice(

@@ -1,7 +1,9 @@
 //! Sequence sets (`1:4,7,9:*`): parsed into ranges, never expanded into numbers.
 //!
 //! A set is matched against the messages a session sees, so `1:4294967295` costs one range,
-//! not four billion numbers. The number of ranges is bounded by the caller. No I/O.
+//! not four billion numbers. The number of ranges is bounded by the caller. `$` (RFC 5182,
+//! folded into IMAP4rev2) names the session's saved search result; the session resolves it.
+//! No I/O.
 
 use std::fmt;
 
@@ -16,6 +18,8 @@ pub enum SeqNum {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeqSet {
     pub ranges: Vec<(SeqNum, SeqNum)>,
+    /// `$`: the last saved search result (then `ranges` is empty).
+    pub saved: bool,
 }
 
 /// A sequence set that does not parse.
@@ -28,11 +32,17 @@ pub enum SeqError {
 }
 
 impl SeqSet {
-    /// Parses `set` (as it appears in a command: digits, `:`, `,`, `*`). `$` (RFC 5182 saved
-    /// search) is not supported and fails as syntax.
+    /// Parses `set` (as it appears in a command: digits, `:`, `,`, `*`), or `$` alone (RFC
+    /// 5182 does not let it combine with numbers).
     pub fn parse(set: &[u8], max_ranges: usize) -> Result<SeqSet, SeqError> {
         if set.is_empty() {
             return Err(SeqError::Syntax);
+        }
+        if set == b"$" {
+            return Ok(SeqSet {
+                ranges: Vec::new(),
+                saved: true,
+            });
         }
         let mut ranges = Vec::new();
         for item in set.split(|&b| b == b',') {
@@ -47,7 +57,10 @@ impl SeqSet {
             };
             ranges.push((a, b));
         }
-        Ok(SeqSet { ranges })
+        Ok(SeqSet {
+            ranges,
+            saved: false,
+        })
     }
 
     /// A set of the given numbers (for responses built from UIDs).
@@ -59,7 +72,10 @@ impl SeqSet {
                 _ => ranges.push((SeqNum::Num(n), SeqNum::Num(n))),
             }
         }
-        SeqSet { ranges }
+        SeqSet {
+            ranges,
+            saved: false,
+        }
     }
 
     /// The ranges with `*` replaced by `largest`, each as (low, high).
@@ -132,6 +148,9 @@ fn num(s: &[u8]) -> Result<SeqNum, SeqError> {
 
 impl fmt::Display for SeqSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.saved {
+            return f.write_str("$");
+        }
         let one = |n: SeqNum| match n {
             SeqNum::Num(n) => n.to_string(),
             SeqNum::Star => "*".to_string(),
@@ -177,6 +196,9 @@ mod tests {
             "01",
             "1:2:3",
             "-1",
+            "$,1",
+            "$:2",
+            "$$",
         ] {
             assert_eq!(
                 SeqSet::parse(bad.as_bytes(), 10),
@@ -185,6 +207,9 @@ mod tests {
             );
         }
         assert_eq!(SeqSet::parse(b"1,2,3", 2), Err(SeqError::TooManyRanges(2)));
+        let saved = SeqSet::parse(b"$", 2).unwrap();
+        assert!(saved.saved && saved.ranges.is_empty());
+        assert_eq!(saved.to_string(), "$");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! One IMAP session: reading commands (lines and literals, with every limit applied before a
 //! byte of a literal is read), the state machine, login, and the commands that need no
-//! mailbox. Mailbox and message commands live in `mailboxes`, `messages` and `fetch`.
+//! mailbox. Mailbox and message commands live in `mailboxes`, `messages` and `fetch`. An
+//! APPEND message over `spool_memory_limit` is written to a temporary file as it arrives.
 //!
-//! `\Recent` is not kept: the store has no per-session ownership of new messages, so SELECT
-//! reports `0 RECENT` and no message carries `\Recent` (IMAP4rev2 dropped it too).
+//! What a client turned on (CONDSTORE, IMAP4rev2, UTF8=ACCEPT) is kept here and served by
+//! module `features`; `\Recent` by module `recent`.
 //!
 //! Security note: client mistakes are counted and past `max_errors` the session ends with
 //! `* BYE`; a non-synchronising literal over a limit ends the session (its bytes would
@@ -56,6 +57,11 @@ pub(crate) struct Session<'a> {
     pub selected: Option<Selected>,
     /// ENABLE CONDSTORE (or a CONDSTORE-enabling command) happened.
     pub condstore: bool,
+    /// ENABLE IMAP4rev2 happened: RFC 9051 behaviour (no `\Recent`, ESEARCH for SEARCH,
+    /// UTF-8 mailbox names, LIST with SELECT).
+    pub rev2: bool,
+    /// ENABLE UTF8=ACCEPT happened (RFC 6855).
+    pub utf8_accept: bool,
     pub tls: bool,
     errors: u32,
     pub(crate) auth_failures: u32,
@@ -78,6 +84,8 @@ where
         user: None,
         selected: None,
         condstore: false,
+        rev2: false,
+        utf8_accept: false,
         tls,
         errors: 0,
         auth_failures: 0,
@@ -125,47 +133,6 @@ impl Session<'_> {
         }
     }
 
-    /// The CAPABILITY list for the current state.
-    pub fn capabilities<S>(&self, conn: &Conn<S>) -> String {
-        let mut caps = vec!["IMAP4rev1".to_string()];
-        if self.user.is_none() {
-            if conn.starttls_available() {
-                caps.push("STARTTLS".into());
-            }
-            if self.login_allowed() {
-                caps.push("AUTH=PLAIN".into());
-                caps.push("SASL-IR".into());
-            } else {
-                caps.push("LOGINDISABLED".into());
-            }
-        }
-        caps.extend(
-            [
-                "LITERAL+",
-                "ID",
-                "ENABLE",
-                "IDLE",
-                "NAMESPACE",
-                "UNSELECT",
-                "CHILDREN",
-                "SPECIAL-USE",
-                "CREATE-SPECIAL-USE",
-                "LIST-EXTENDED",
-                "LIST-STATUS",
-                "UIDPLUS",
-                "MOVE",
-                "CONDSTORE",
-                "QUOTA",
-                "QUOTA=RES-STORAGE",
-                "ESEARCH",
-                "SORT",
-            ]
-            .map(String::from),
-        );
-        caps.push(format!("APPENDLIMIT={}", self.sh.cfg.max_append_size));
-        caps.join(" ")
-    }
-
     pub(crate) fn login_allowed(&self) -> bool {
         self.tls || self.sh.allow_plaintext_login
     }
@@ -186,9 +153,19 @@ impl Session<'_> {
             .map_or(0, |u| u.quota_bytes)
     }
 
-    /// A client mailbox name (modified UTF-7) as the store's UTF-8 name.
+    /// Whether mailbox names are UTF-8 on the wire (IMAP4rev2 or UTF8=ACCEPT enabled) rather
+    /// than modified UTF-7.
+    pub fn utf8_names(&self) -> bool {
+        self.rev2 || self.utf8_accept
+    }
+
+    /// A client mailbox name as the store's UTF-8 name.
     pub fn decode_name(&self, wire: &str) -> Result<String, String> {
-        let name = mutf7::decode(wire).map_err(|e| e.to_string())?;
+        let name = if self.utf8_names() {
+            wire.to_string()
+        } else {
+            mutf7::decode(wire).map_err(|e| e.to_string())?
+        };
         self.sh.store.normalize(&name).map_err(|e| e.to_string())
     }
 
@@ -322,8 +299,18 @@ impl Session<'_> {
                     ),
                 );
             }
+            // APPEND's message goes to a file when large; everything else stays in memory,
+            // bounded by max_command_size (plus one in-memory message for APPEND).
+            let spool =
+                append && lit.len > u64::from(cfg.spool_memory_limit) && self.spooled.is_none();
+            let in_memory_limit = cfg.max_command_size as u64
+                + if append {
+                    u64::from(cfg.spool_memory_limit)
+                } else {
+                    0
+                };
             let grown = (buf.len() as u64).saturating_add(lit.len);
-            if !append && grown > cfg.max_command_size as u64 {
+            if !spool && grown > in_memory_limit {
                 return refuse("BAD", "[TOOBIG] command too long".into());
             }
             // A synchronising literal over quota is refused before it is sent; a LITERAL+ one
@@ -336,9 +323,10 @@ impl Session<'_> {
             if lit.sync {
                 io.out.extend_from_slice(b"+ Ready for literal data\r\n");
             }
-            if append && lit.len > u64::from(cfg.spool_memory_limit) && self.spooled.is_none() {
+            if spool {
                 // Keep the command's shape with an empty literal; the bytes go to a file.
-                let announced = buf.len() - 2 - content.len() + content.iter().rposition(|&b| b == b'{').unwrap_or(0);
+                let announced = buf.len() - 2 - content.len()
+                    + content.iter().rposition(|&b| b == b'{').unwrap_or(0);
                 buf.truncate(announced);
                 buf.extend_from_slice(b"{0}\r\n");
                 let file = match &cfg.spool_dir {
@@ -355,7 +343,9 @@ impl Session<'_> {
                 let mut w = tokio::fs::File::from_std(file.as_file().try_clone()?);
                 match io.read_literal_to(lit.len, &mut w).await? {
                     None => {}
-                    Some(Input::Timeout) => return Ok(Read::Bye("idle timeout, closing connection")),
+                    Some(Input::Timeout) => {
+                        return Ok(Read::Bye("idle timeout, closing connection"))
+                    }
                     Some(_) => return Ok(Read::Gone),
                 }
                 self.spooled = Some(file);
@@ -392,6 +382,10 @@ impl Session<'_> {
         let authed = self.user.is_some();
         let selected = self.selected.is_some();
         let ok = |io: &mut Io<S>, text: &str| status_line(&mut io.out, tag, "OK", text);
+        if let (true, Some(text)) = (authed, self.refusal(&cmd)) {
+            status_line(&mut io.out, tag, "BAD", text);
+            return Ok(self.after_error(io));
+        }
         match cmd {
             Command::Capability => {
                 let caps = self.capabilities(&io.conn);
@@ -452,20 +446,7 @@ impl Session<'_> {
                 return Ok(self.after_error(io));
             }
             Command::Enable(caps) => {
-                let mut enabled = Vec::new();
-                for c in caps {
-                    if c == "CONDSTORE" && !self.condstore {
-                        self.condstore = true;
-                        enabled.push(c);
-                    }
-                }
-                io.out.extend_from_slice(
-                    format!(
-                        "* ENABLED{}\r\n",
-                        enabled.iter().map(|c| format!(" {c}")).collect::<String>()
-                    )
-                    .as_bytes(),
-                );
+                self.enable(&mut io.out, &caps);
                 ok(io, "ENABLE completed");
             }
             Command::Namespace => {

@@ -17,6 +17,7 @@ pub(super) fn list(l: &mut Lexer, lsub: bool) -> PResult<Command> {
     };
     l.sp()?;
     if !lsub && l.peek() == Some(b'(') {
+        opts.extended = true;
         for o in l.list(true, |l| l.atom_upper())? {
             match o.as_str() {
                 "SUBSCRIBED" => opts.subscribed = true,
@@ -34,6 +35,7 @@ pub(super) fn list(l: &mut Lexer, lsub: bool) -> PResult<Command> {
     let reference = l.astring_utf8()?;
     l.sp()?;
     let patterns = if !lsub && l.peek() == Some(b'(') {
+        opts.extended = true;
         l.list(false, |l| l.list_mailbox())?
     } else {
         vec![l.list_mailbox()?]
@@ -42,6 +44,7 @@ pub(super) fn list(l: &mut Lexer, lsub: bool) -> PResult<Command> {
         if !l.keyword("RETURN") {
             return err("expected RETURN");
         }
+        opts.extended = true;
         l.sp()?;
         l.open()?;
         let mut first = true;
@@ -86,12 +89,24 @@ pub(super) fn append(l: &mut Lexer) -> PResult<Command> {
             Some(date::parse_date_time(s).ok_or_else(|| SyntaxError("invalid date-time".into()))?);
         l.sp()?;
     }
-    let message = l.literal()?.to_vec();
+    let utf8 = l.keyword("UTF8");
+    let message = if utf8 {
+        l.sp()?;
+        l.open()?;
+        let m = l.literal8()?.to_vec();
+        if !l.close() {
+            return err("expected ')' after the UTF8 literal");
+        }
+        m
+    } else {
+        l.literal8()?.to_vec()
+    };
     Ok(Command::Append {
         mailbox,
         flags,
         date,
         message,
+        utf8,
     })
 }
 
@@ -106,6 +121,7 @@ pub(super) fn search_prefix(l: &mut Lexer) -> PResult<Option<Vec<ReturnOpt>>> {
                 "MAX" => ReturnOpt::Max,
                 "ALL" => ReturnOpt::All,
                 "COUNT" => ReturnOpt::Count,
+                "SAVE" => ReturnOpt::Save,
                 _ => return err("unknown RETURN option"),
             })
         })?;
@@ -142,13 +158,19 @@ pub(super) fn search_keys(l: &mut Lexer, limits: ParseLimits) -> PResult<SearchK
 pub(super) fn search(l: &mut Lexer, uid: bool, limits: ParseLimits) -> PResult<Command> {
     l.sp()?;
     let ret = search_prefix(l)?;
-    if l.keyword("CHARSET") {
+    let with_charset = l.keyword("CHARSET");
+    if with_charset {
         l.sp()?;
         charset(l)?;
         l.sp()?;
     }
     let key = search_keys(l, limits)?;
-    Ok(Command::Search { uid, ret, key })
+    Ok(Command::Search {
+        uid,
+        ret,
+        charset: with_charset,
+        key,
+    })
 }
 
 pub(super) fn sort(l: &mut Lexer, uid: bool, limits: ParseLimits) -> PResult<Command> {

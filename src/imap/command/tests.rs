@@ -102,6 +102,7 @@ fn store_append_copy() {
         flags,
         date,
         message,
+        utf8: false,
     } = ok("a APPEND Sent (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {5+}\r\nhello")
     else {
         panic!()
@@ -119,6 +120,82 @@ fn store_append_copy() {
         ok("a UID MOVE 4:5 Trash"),
         Command::Move { uid: true, .. }
     ));
+}
+
+#[test]
+fn utf8_and_binary_appends() {
+    // RFC 6855 `UTF8 (literal8)`, a bare literal8 (RFC 3516) and a UTF-8 mailbox name.
+    let cases: [(&str, &str, &[u8], bool); 3] = [
+        (
+            "a APPEND \"Entwürfe\" UTF8 (~{4+}\r\nab\0c)",
+            "Entwürfe",
+            b"ab\0c",
+            true,
+        ),
+        (
+            "a APPEND INBOX (\\Seen) UTF8 ({2}\r\nhi)",
+            "INBOX",
+            b"hi",
+            true,
+        ),
+        ("a APPEND INBOX ~{3}\r\n\0\0\0", "INBOX", b"\0\0\0", false),
+    ];
+    for (cmd, want_box, want_msg, want_utf8) in cases {
+        let Command::Append {
+            mailbox,
+            message,
+            utf8,
+            ..
+        } = ok(cmd)
+        else {
+            panic!("{cmd:?}")
+        };
+        assert_eq!(
+            (mailbox.as_str(), message.as_slice(), utf8),
+            (want_box, want_msg, want_utf8),
+            "{cmd:?}"
+        );
+    }
+    for bad in [
+        "a APPEND INBOX UTF8 {2}\r\nhi",
+        "a APPEND INBOX UTF8 (~{2}\r\nhi",
+        "a APPEND INBOX UTF8 ()",
+    ] {
+        assert!(parse(bad.as_bytes(), LIMITS).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn search_forms() {
+    let Command::Search {
+        ret, charset, key, ..
+    } = ok("a SEARCH RETURN (SAVE MIN) CHARSET UTF-8 $")
+    else {
+        panic!()
+    };
+    assert_eq!(ret, Some(vec![ReturnOpt::Save, ReturnOpt::Min]));
+    assert!(charset);
+    assert!(matches!(key, SearchKey::Seq(set) if set.saved));
+    assert!(matches!(
+        ok("a UID SEARCH UID $"),
+        Command::Search {
+            uid: true,
+            charset: false,
+            ..
+        }
+    ));
+    assert!(matches!(
+        ok("a UID FETCH $ (FLAGS)"),
+        Command::Fetch { set, .. } if set.saved
+    ));
+    let Command::List { opts, .. } = ok("a LIST \"\" %") else {
+        panic!()
+    };
+    assert!(!opts.extended);
+    let Command::List { opts, .. } = ok("a LIST \"\" % RETURN (CHILDREN)") else {
+        panic!()
+    };
+    assert!(opts.extended);
 }
 
 #[test]

@@ -126,3 +126,17 @@ fn single_part_and_headerless_messages() {
         b"B: 2\r\n\r\n"
     );
 }
+
+/// RFC 2231 continuations and charset-tagged values are decoded (IMAP4rev2 asks for it).
+#[test]
+fn parameter_continuations() {
+    let raw = b"Content-Type: application/octet-stream; name*0=\"re\"; name*1=\"port.bin\"\r\n\
+Content-Disposition: attachment; filename*=utf-8''caf%C3%A9.txt\r\n\r\nx";
+    let m = parse(raw);
+    let bs = render(|o| body_structure(o, raw, m.as_ref(), true));
+    assert!(bs.contains("(\"name\" \"report.bin\")"), "{bs}");
+    assert!(
+        bs.contains("(\"attachment\" (\"filename\" \"=?utf-8?b?Y2Fmw6kudHh0?=\"))"),
+        "{bs}"
+    );
+}
