@@ -54,6 +54,7 @@ fn roles_table(roles: &[(Value, Result<Value, String>)]) -> Table {
         "RAFT",
         "MAILSTORE",
         "VOLUME",
+        "VIP",
         "SERVICES",
         "LEASE",
         "ERROR",
@@ -76,6 +77,11 @@ fn roles_table(roles: &[(Value, Result<Value, String>)]) -> Table {
                         text(l.get("state"))
                     },
                     yes_no(&l["volume"]),
+                    if l["vip"].is_null() {
+                        "-".to_owned()
+                    } else {
+                        yes_no(&l["vip"])
+                    },
                     yes_no(&l["services"]),
                     age,
                     l["last_error"]
@@ -86,6 +92,7 @@ fn roles_table(roles: &[(Value, Result<Value, String>)]) -> Table {
             Err(e) => t.row([
                 name,
                 "unreachable".to_owned(),
+                "-".to_owned(),
                 "-".to_owned(),
                 "-".to_owned(),
                 "-".to_owned(),

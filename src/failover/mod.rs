@@ -42,6 +42,7 @@ use tokio::sync::watch;
 use crate::cluster::{Cluster, RaftView};
 use crate::store::WriteFence;
 use state::{LeaseCommand, LeaseOutcome, MailstoreState};
+use vip::{Vip, VipConfig};
 use volume::{Volume, VolumeConfig};
 
 /// The `[failover]` section: present on every node that may hold the mailstore.
@@ -65,6 +66,9 @@ pub struct FailoverConfig {
     pub fence_timeout_ms: u64,
     /// The shared volume.
     pub volume: VolumeConfig,
+    /// The virtual IP clients and queues use; absent: none (clients reach the holder by its
+    /// own addresses, the queues by the LMTP address it registered).
+    pub vip: Option<VipConfig>,
 }
 
 impl Default for FailoverConfig {
@@ -77,6 +81,7 @@ impl Default for FailoverConfig {
             fence_command: Vec::new(),
             fence_timeout_ms: 30_000,
             volume: VolumeConfig::default(),
+            vip: None,
         }
     }
 }
@@ -109,6 +114,9 @@ impl FailoverConfig {
         }
         if self.fence_command.first().is_some_and(|p| p.is_empty()) {
             return Err(("fence_command", "the program name is empty".into()));
+        }
+        if let Some(vip) = &self.vip {
+            vip.validate()?;
         }
         if self.volume.device.is_some() && self.volume.fstype.is_empty() {
             return Err(("volume.fstype", "must name a file system type".into()));
@@ -144,6 +152,8 @@ pub struct LocalRole {
     pub epoch: Option<u64>,
     /// Whether the volume is taken (mounted and claimed) here.
     pub volume: bool,
+    /// Whether the virtual IP is on this node's interface (`None`: no VIP configured).
+    pub vip: Option<bool>,
     /// Whether the services run here.
     pub services: bool,
     /// Milliseconds since the last committed renewal (when holding).
@@ -179,6 +189,7 @@ impl Failover {
             config: config.volume.clone(),
             point: root,
         };
+        let vip = config.vip.clone().map(Vip::new);
         tokio::spawn(leader_loop(
             cluster.clone(),
             config.clone(),
@@ -193,6 +204,7 @@ impl Failover {
             services,
             role: tx,
             fence: Arc::new(WriteFence::new()),
+            vip,
         };
         let task = tokio::spawn(holder.run(shutdown));
         Failover {
@@ -341,6 +353,8 @@ struct Holder {
     /// Open until the last committed renewal's send time + (lease − margin); the store checks
     /// it at every durable step.
     fence: Arc<WriteFence>,
+    /// The virtual IP, claimed after the volume and released before it.
+    vip: Option<Vip>,
 }
 
 /// Why a holder stops serving.
@@ -505,6 +519,15 @@ impl Holder {
         if let Some(stop) = renewer.check() {
             return stop;
         }
+        if let Some(vip) = &self.vip {
+            if let Err(e) = vip.claim().await {
+                return Stop::Failed(format!("cannot claim the virtual IP: {e}"));
+            }
+            self.set(|r| r.vip = Some(true));
+            if let Some(stop) = renewer.check() {
+                return stop;
+            }
+        }
         if let Err(e) = self.services.start(epoch, self.fence.clone()).await {
             return Stop::Failed(format!("cannot start the mailstore services: {e}"));
         }
@@ -589,6 +612,15 @@ impl Holder {
         let grace = Duration::from_millis(self.config.fence_grace_ms);
         self.services.stop(grace).await;
         self.set(|r| r.services = false);
+        if let Some(vip) = &self.vip {
+            match vip.release().await {
+                Ok(()) => self.set(|r| r.vip = Some(false)),
+                Err(e) => {
+                    tracing::error!(error = %e, "mailstore: cannot release the virtual IP");
+                    self.set(|r| r.last_error = Some(e.to_string()));
+                }
+            }
+        }
         let volume = self.volume.clone();
         match tokio::task::spawn_blocking(move || volume.release()).await {
             Ok(Ok(())) => self.set(|r| r.volume = false),
@@ -741,7 +773,10 @@ mod tests {
             ..FailoverConfig::default()
         };
         assert!(agent(&["ipmitool", "{name}"], 1000).validate().is_ok());
-        assert_eq!(agent(&["x"], 0).validate().unwrap_err().0, "fence_timeout_ms");
+        assert_eq!(
+            agent(&["x"], 0).validate().unwrap_err().0,
+            "fence_timeout_ms"
+        );
         assert_eq!(agent(&[""], 10).validate().unwrap_err().0, "fence_command");
     }
 
