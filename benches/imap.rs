@@ -230,7 +230,7 @@ async fn run() {
     // or spread over Dovecot's (its log process holds a pipe per session process); the
     // servers inherit this limit.
     let fds = procs::raise_open_files();
-    let needed = (p.idle + 1000) as u64;
+    let needed = (p.idle + 400) as u64;
     if fds < needed {
         eprintln!(
             "the open-files limit (ulimit -n) is {fds}, below the {needed} that {} idle sessions \
@@ -291,8 +291,7 @@ async fn run() {
 
     println!("\n[mailnode] one node on 127.0.202.1: LMTP :{LMTP_PORT}, IMAP :{IMAP_PORT}, POP3 :{POP3_PORT}");
     let mn = {
-        let mut side =
-            MailnodeSide::start(&users, p.idle + clients_max + 1000).await;
+        let mut side = MailnodeSide::start(&users, p.idle + clients_max + 1000).await;
         let mut f = measure_side(&mut side, &p, &bench_users).await;
         f.hwm = procs::status_kib(side.roots()[0], "VmHWM");
         f
@@ -402,8 +401,7 @@ async fn measure_side(side: &mut impl Side, p: &Params, users: &Arc<Users>) -> F
 
     if p.idle > 0 {
         let t = Instant::now();
-        let sessions =
-            load::idle_sessions(side.imap(), users, p.idle, p.idle_concurrency).await;
+        let sessions = load::idle_sessions(side.imap(), users, p.idle, p.idle_concurrency).await;
         let opened = t.elapsed();
         quiet(&roots).await;
         let with = procs::memory(&roots);
@@ -434,8 +432,8 @@ async fn measure_side(side: &mut impl Side, p: &Params, users: &Arc<Users>) -> F
     let mut offset = 0;
     for clients in CLIENTS {
         quiet(&roots).await;
-        let ph = load::imap_sessions(side.imap(), &roots, users, clients, p.iterations, offset)
-            .await;
+        let ph =
+            load::imap_sessions(side.imap(), &roots, users, clients, p.iterations, offset).await;
         offset += p.iterations;
         print_imap("IMAP sessions", &ph);
         f.sessions.push(ph);
@@ -579,7 +577,8 @@ fn print_tables(p: &Params, mn: &Figures, dc: Option<&Figures>) {
     println!();
     println!("| clients: latency p50 / p99 | mailnode connect + LOGIN | mailnode other commands | Dovecot connect + LOGIN | Dovecot other commands |");
     println!("|---|---|---|---|---|");
-    let lat = |l: &measure::Latencies| format!("{} / {}", fmt_duration(l.p50()), fmt_duration(l.p99()));
+    let lat =
+        |l: &measure::Latencies| format!("{} / {}", fmt_duration(l.p50()), fmt_duration(l.p99()));
     for (i, m) in mn.sessions.iter().enumerate() {
         let d = dc.map(|d| &d.sessions[i]);
         println!(
@@ -760,7 +759,11 @@ fn print_goals(p: &Params, mn: &Figures, dc: Option<&Figures>) {
                 .collect();
             println!(
                 "goal: at least {GOAL_RATIO}× Dovecot's throughput: {} (met in {met} of {}: {})",
-                if met == ratios.len() { "met" } else { "NOT met" },
+                if met == ratios.len() {
+                    "met"
+                } else {
+                    "NOT met"
+                },
                 ratios.len(),
                 shown.join(", ")
             );

@@ -154,10 +154,7 @@ impl Imap {
             }
             let mut text = first.clone();
             let mut literals = Vec::new();
-            loop {
-                let Some(n) = literal_size(&self.c.buf) else {
-                    break;
-                };
+            while let Some(n) = literal_size(&self.c.buf) {
                 if n > MAX_LITERAL {
                     return Err(fail(format!("{cmd}: a literal of {n} octets")));
                 }
@@ -212,7 +209,9 @@ impl Imap {
 
 /// The size announced by a literal at the end of a response line (`{123}` or `{123+}`).
 fn literal_size(line: &[u8]) -> Option<usize> {
-    let line = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n"))?;
+    let line = line
+        .strip_suffix(b"\r\n")
+        .or_else(|| line.strip_suffix(b"\n"))?;
     let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
     let digits = inner.get(open + 1..)?;
@@ -253,7 +252,11 @@ impl Pop3 {
         self.c.send(format!("{cmd}\r\n").as_bytes()).await?;
         self.c.line().await?;
         if !self.c.buf.starts_with(b"+OK") {
-            let shown = if cmd.starts_with("PASS ") { "PASS" } else { cmd };
+            let shown = if cmd.starts_with("PASS ") {
+                "PASS"
+            } else {
+                cmd
+            };
             return Err(fail(format!("{shown}: {}", self.c.text())));
         }
         Ok(self.c.text())
@@ -318,7 +321,10 @@ impl Lmtp {
                 .and_then(|c| std::str::from_utf8(c).ok())
                 .and_then(|c| c.parse::<u16>().ok());
             if got != Some(code) {
-                return Err(fail(format!("{what}: expected {code}, got {}", self.c.text())));
+                return Err(fail(format!(
+                    "{what}: expected {code}, got {}",
+                    self.c.text()
+                )));
             }
             if self.c.buf.get(3) != Some(&b'-') {
                 return Ok(());

@@ -128,7 +128,10 @@ impl DovecotSide {
         let t = Instant::now();
         self.stop();
         self.launch().await;
-        println!("  restarted in {}", crate::measure::fmt_duration(t.elapsed()));
+        println!(
+            "  restarted in {}",
+            crate::measure::fmt_duration(t.elapsed())
+        );
     }
 
     fn stop(&mut self) {
@@ -248,7 +251,8 @@ fn chmod(path: &Path, mode: u32) {
 }
 
 fn chown(path: &Path, uid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap_or_else(|e| panic!("chown {uid} {}: {e}", path.display()));
+    std::os::unix::fs::chown(path, Some(uid), Some(uid))
+        .unwrap_or_else(|e| panic!("chown {uid} {}: {e}", path.display()));
 }
 
 fn tail(path: &Path) -> String {

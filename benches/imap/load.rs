@@ -55,11 +55,7 @@ macro_rules! retrying {
 
 /// Delivers message `j` for `j` in `0..per_user` to every user over `connections` LMTP
 /// connections; returns the time taken and the octets delivered.
-pub async fn deliver(
-    addr: SocketAddr,
-    users: &Arc<Users>,
-    connections: usize,
-) -> (Duration, u64) {
+pub async fn deliver(addr: SocketAddr, users: &Arc<Users>, connections: usize) -> (Duration, u64) {
     let total = users.names.len() * users.per_user;
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
@@ -121,7 +117,11 @@ pub async fn warm_up(addr: SocketAddr, users: &Arc<Users>, concurrency: usize) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..users.names.len() {
         if tasks.len() >= concurrency.max(1) {
-            tasks.join_next().await.expect("task").expect("warm-up panicked");
+            tasks
+                .join_next()
+                .await
+                .expect("task")
+                .expect("warm-up panicked");
         }
         let (users, retries) = (users.clone(), retries.clone());
         tasks.spawn(async move {

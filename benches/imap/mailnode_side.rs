@@ -99,9 +99,12 @@ hostname = "imap.bench.example"
             .api(1)
             .wait_ready(Duration::from_secs(60))
             .await;
-        crate::wait_for_greeting(self.imap(), "mailnode IMAP", Duration::from_secs(30), || {
-            self.log_tail()
-        })
+        crate::wait_for_greeting(
+            self.imap(),
+            "mailnode IMAP",
+            Duration::from_secs(30),
+            || self.log_tail(),
+        )
         .await;
     }
 
@@ -113,7 +116,10 @@ hostname = "imap.bench.example"
         assert!(status.success(), "mailnode exited with {status} on SIGTERM");
         start_node(&mut self.cluster);
         self.wait_up().await;
-        println!("  restarted in {}", crate::measure::fmt_duration(t.elapsed()));
+        println!(
+            "  restarted in {}",
+            crate::measure::fmt_duration(t.elapsed())
+        );
     }
 
     fn addr(&self, port: u16) -> SocketAddr {
