@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mailnode::failover::vip::{Vip, VipConfig, VipError};
 use nix::sys::socket::{self, AddressFamily, LinkAddr, SockFlag, SockProtocol, SockType};
@@ -162,7 +162,8 @@ where
 
 /// One frame received on the peer end.
 struct Frame {
-    at: Instant,
+    /// When the kernel received it.
+    at: SystemTime,
     bytes: Vec<u8>,
 }
 
@@ -186,10 +187,35 @@ impl Capture {
             let mut frames = Vec::new();
             let mut buf = [0u8; 2048];
             while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
-                match socket::recvfrom::<LinkAddr>(fd.as_raw_fd(), &mut buf) {
-                    Ok((n, Some(from))) if from.pkttype() != PACKET_OUTGOING => {
+                // The kernel's receive timestamp, not this thread's clock: on a loaded machine
+                // the thread may read two frames back to back that arrived far apart.
+                let got = {
+                    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+                    socket::recvmsg::<LinkAddr>(
+                        fd.as_raw_fd(),
+                        &mut iov,
+                        Some(&mut cmsg),
+                        socket::MsgFlags::empty(),
+                    )
+                    .ok()
+                    .map(|m| {
+                        let at = m.cmsgs().ok().and_then(|mut c| {
+                            c.find_map(|c| match c {
+                                socket::ControlMessageOwned::ScmTimestampns(ts) => Some(
+                                    SystemTime::UNIX_EPOCH
+                                        + Duration::new(ts.tv_sec() as u64, ts.tv_nsec() as u32),
+                                ),
+                                _ => None,
+                            })
+                        });
+                        (m.bytes, m.address, at)
+                    })
+                };
+                match got {
+                    Some((n, Some(from), at)) if from.pkttype() != PACKET_OUTGOING => {
                         frames.push(Frame {
-                            at: Instant::now(),
+                            at: at.unwrap_or_else(SystemTime::now),
                             bytes: buf.get(..n).unwrap_or_default().to_vec(),
                         })
                     }
@@ -232,6 +258,7 @@ fn open_capture(dev: &str) -> OwnedFd {
     socket::bind(fd.as_raw_fd(), &addr).expect("bind the capture socket");
     let tv = nix::sys::time::TimeVal::new(0, 50_000);
     socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &tv).expect("SO_RCVTIMEO");
+    socket::setsockopt(&fd, socket::sockopt::ReceiveTimestampns, &true).expect("SO_TIMESTAMPNS");
     fd
 }
 
@@ -344,7 +371,7 @@ fn claim_announce_release(tag: &str, vip: &str, prefix: u8, peer: &str, family: 
         let seen = announcements(&frames, address);
         assert_eq!(seen.len(), count as usize, "announcements on the peer");
         for pair in seen.windows(2) {
-            let gap = pair[1].at.duration_since(pair[0].at);
+            let gap = pair[1].at.duration_since(pair[0].at).unwrap_or_default();
             assert!(
                 gap >= Duration::from_millis(interval_ms / 2),
                 "announcements {gap:?} apart"
@@ -390,7 +417,7 @@ fn release_stops_the_announcements() {
         v.claim().await.unwrap();
         tokio::time::sleep(Duration::from_millis(250)).await;
         v.release().await.unwrap();
-        let released = Instant::now();
+        let released = SystemTime::now();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let frames = capture.finish();
         let seen = announcements(&frames, address);
