@@ -129,7 +129,12 @@ async fn dev_mode_starts_with_embedded_defaults_and_reuses_its_data() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    if !status.success() {
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        panic!("the dev node exited with {status:?} after SIGTERM:\n{err}");
+    }
 
     // Second start: same token, same certificate, same directory.
     let (mut child, _) = start();

@@ -110,33 +110,29 @@ async fn run(cfg: Config, dev: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The dev node's endpoints on stdout. Written as one block, and a closed or full stdout is
+/// ignored: a daemon must not die because whoever started it stopped reading.
 fn print_dev_endpoints(node: &Node, data_dir: &std::path::Path) {
-    println!(
-        "mailnode dev node is running (data in {})",
-        data_dir.display()
+    use std::io::Write;
+    let text = format!(
+        "mailnode dev node is running (data in {data})\n\
+         \x20 admin API   https://{http}/api/   (CA: {ca})\n\
+         \x20 health      https://{http}/healthz  https://{http}/readyz\n\
+         \x20 raft RPC    {raft} (mutual TLS)\n\
+         \x20 SMTP MX     127.0.0.1:2525   submission 127.0.0.1:2587 (STARTTLS), 127.0.0.1:2465 (TLS)\n\
+         \x20 LMTP        127.0.0.1:2424   message store in {store}\n\
+         \x20 IMAP        127.0.0.1:2143 (STARTTLS)   IMAPS 127.0.0.1:2993 (TLS)\n\
+         \x20 POP3        127.0.0.1:2110 (STLS)   POP3S 127.0.0.1:2995 (TLS)\n\
+         \x20 admin token {token}  (in {token_file})\n\
+         try: mailctl status   (from the folder that holds dev-data)\n",
+        data = data_dir.display(),
+        http = node.http_addr,
+        ca = node.ca_file.display(),
+        raft = node.raft_addr,
+        store = data_dir.join("mailstore").display(),
+        token = node.token,
+        token_file = data_dir.join("admin.token").display(),
     );
-    println!(
-        "  admin API   https://{}/api/   (CA: {})",
-        node.http_addr,
-        node.ca_file.display()
-    );
-    println!(
-        "  health      https://{}/healthz  https://{}/readyz",
-        node.http_addr, node.http_addr
-    );
-    println!("  raft RPC    {} (mutual TLS)", node.raft_addr);
-    println!(
-        "  SMTP MX     127.0.0.1:2525   submission 127.0.0.1:2587 (STARTTLS), 127.0.0.1:2465 (TLS)"
-    );
-    println!(
-        "  LMTP        127.0.0.1:2424   message store in {}",
-        data_dir.join("mailstore").display()
-    );
-    println!("  POP3        127.0.0.1:2110 (STLS)   POP3S 127.0.0.1:2995 (TLS)");
-    println!(
-        "  admin token {}  (in {})",
-        node.token,
-        data_dir.join("admin.token").display()
-    );
-    println!("try: mailctl status   (from the folder that holds dev-data)");
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
