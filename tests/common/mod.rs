@@ -285,8 +285,18 @@ impl TestCluster {
         for i in 1..self.nodes.len() {
             let n = &self.nodes[i];
             let body = serde_json::json!({"id": n.id, "name": format!("n{}", n.id), "raft_addr": n.raft_addr(), "api_addr": n.api_addr()});
-            let (s, v) = a1.call("POST", "/api/nodes", Some(body)).await;
-            assert_eq!(s, 200, "adding node {}: {v}", n.id);
+            // The node may still be starting (a loaded machine): retry while it is unreachable.
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (s, v) = a1.call("POST", "/api/nodes", Some(body.clone())).await;
+                let starting = s == 409 && v.to_string().contains("cannot reach node");
+                if starting && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                assert_eq!(s, 200, "adding node {}: {v}", n.id);
+                break;
+            }
         }
     }
 
