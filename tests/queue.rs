@@ -79,6 +79,56 @@ async fn lmtp_per_recipient_results_and_failure_dsn() {
     q.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A delivery that finishes a message removes it at once, unless a recipient asked for a
+/// success DSN (`NOTIFY=SUCCESS`): that one is sent first, exactly once, and only for that
+/// recipient.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_dsn_only_where_asked_then_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let lmtp = MiniServer::start("127.0.82.4", true, None).await;
+    lmtp.set_reply(|_, _| "250 2.1.5 delivered".into());
+    let q = start(config(82), dir.path(), shared(Some(lmtp.addr))).await;
+    let mut env = envelope("sender@local.test", &["alice@local.test", "bob@local.test"]);
+    env.envid = Some("E82".into());
+    env.recipients[0].notify = Some(Notify {
+        success: true,
+        failure: true,
+        delay: false,
+    });
+    q.enqueue(env, message("t82", "hello")).await.unwrap();
+    // Without a success DSN wanted: removed right after the delivery, nothing sent back.
+    q.enqueue(
+        envelope("sender@local.test", &["carol@local.test"]),
+        message("t82b", "plain"),
+    )
+    .await
+    .unwrap();
+    wait_empty(&q, 10).await;
+    let got = lmtp.received();
+    for rcpt in ["alice@local.test", "bob@local.test", "carol@local.test"] {
+        let n = got.iter().filter(|r| r.rcpt == rcpt && !r.from.is_empty()).count();
+        assert_eq!(n, 1, "{rcpt} gets the message exactly once: {got:?}");
+    }
+    let dsns: Vec<_> = got.iter().filter(|r| r.from.is_empty()).collect();
+    assert_eq!(dsns.len(), 1, "one success DSN: {got:?}");
+    assert_eq!(dsns[0].rcpt, "sender@local.test");
+    let v = python_dsn(&dsns[0].data);
+    assert_dsn_frame(&v, "sender@local.test");
+    assert_eq!(v["per_message"]["Original-Envelope-Id"], "E82");
+    let r = v["recipients"].as_array().unwrap();
+    assert_eq!(r.len(), 1, "only alice asked: {v}");
+    assert_eq!(r[0]["Final-Recipient"], "rfc822; alice@local.test");
+    assert_eq!(r[0]["Action"], "delivered");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("queue"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "spool empty after delivery: {left:?}");
+    q.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lmtp_failover_is_retried_fast_and_never_bounced() {
     let dir = tempfile::tempdir().unwrap();

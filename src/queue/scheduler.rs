@@ -355,7 +355,10 @@ async fn work(inner: &Arc<Inner>, id: &QueueId, flush: bool) -> Result<Option<u6
                 .push(i);
         }
     }
-    let shared = Arc::new(tokio::sync::Mutex::new(env));
+    let shared = Arc::new(tokio::sync::Mutex::new(Group {
+        env,
+        removed: false,
+    }));
     let mut set = JoinSet::new();
     for (dest, idxs) in groups {
         set.spawn(deliver_group(
@@ -371,14 +374,35 @@ async fn work(inner: &Arc<Inner>, id: &QueueId, flush: bool) -> Result<Option<u6
             tracing::error!(%id, error = %e, "queue: delivery task failed");
         }
     }
-    let mut env = shared.lock().await.clone();
+    let group = shared.lock().await;
+    if group.removed {
+        tracing::info!(%id, "queue: message done, removed");
+        return Ok(None);
+    }
+    let mut env = group.env.clone();
+    drop(group);
     super::notify::finish(inner, id, &mut env).await
+}
+
+/// A message's envelope while its destination groups deliver, and whether one of them has
+/// already removed the finished message from the spool.
+struct Group {
+    env: Envelope,
+    removed: bool,
+}
+
+/// Whether `env` is finished with nothing left to tell anyone: every recipient delivered or
+/// failed and every DSN it owes already sent (or not wanted). `notify::finish` would only remove
+/// such a message, so the transaction that finishes it removes it at once instead of first
+/// rewriting its envelope: one directory fsync instead of three.
+fn finished(env: &Envelope) -> bool {
+    !env.has_pending() && env.recipients.iter().all(|r| r.notified)
 }
 
 async fn deliver_group(
     inner: Arc<Inner>,
     id: QueueId,
-    env: Arc<tokio::sync::Mutex<Envelope>>,
+    env: Arc<tokio::sync::Mutex<Group>>,
     dest: Destination,
     idxs: Vec<usize>,
 ) {
@@ -387,9 +411,9 @@ async fn deliver_group(
             return;
         }
         if let Some((until, err)) = inner.dead_until(&dest, now_ms()) {
-            let mut e = env.lock().await;
+            let mut g = env.lock().await;
             for &i in chunk {
-                let r = &mut e.recipients[i];
+                let r = &mut g.env.recipients[i];
                 r.last_error = Some(err.clone());
                 r.next_attempt_ms = until
                     + rand::thread_rng().gen_range(0..=until.saturating_sub(now_ms()) / 4 + 1);
@@ -401,7 +425,8 @@ async fn deliver_group(
             return;
         };
         let delivery = {
-            let e = env.lock().await;
+            let g = env.lock().await;
+            let e = &g.env;
             Delivery {
                 id: id.clone(),
                 destination: dest.clone(),
@@ -430,20 +455,27 @@ async fn deliver_group(
                 .insert(dest.clone(), (now + pause, detail));
         }
         // The window of at-least-once delivery runs from the server's reply to the end of this
-        // write: keep it to the one envelope rewrite, done before anything else.
-        let mut e = env.lock().await;
-        apply(&inner.cfg, &mut e, chunk, &outcome, &dest, &id, now);
-        let snapshot = e.clone();
+        // write: keep it to the one envelope rewrite (or, when this transaction finished the
+        // message, its removal), done before anything else.
+        let mut g = env.lock().await;
+        apply(&inner.cfg, &mut g.env, chunk, &outcome, &dest, &id, now);
         let i = id.clone();
-        if let Err(err) = inner
-            .blocking(move |s| s.write_envelope(&i, &snapshot))
-            .await
-        {
+        let result = if finished(&g.env) {
+            let r = inner.blocking(move |s| s.remove(&i)).await;
+            g.removed = r.is_ok();
+            r
+        } else {
+            let snapshot = g.env.clone();
+            inner
+                .blocking(move |s| s.write_envelope(&i, &snapshot))
+                .await
+        };
+        if let Err(err) = result {
             tracing::error!(%id, error = %err, "queue: cannot record delivery results; recipients may be delivered again after a restart");
         }
         // The permit is held until the results are on disk, so at most
         // `destination_concurrency` transactions per destination are ever inside the window.
-        drop(e);
+        drop(g);
         drop(permit);
     }
 }
@@ -474,21 +506,21 @@ fn apply(
                 r.dsn_relayed = matches!(res.status, RcptStatus::Relayed { dsn_passed: true });
                 r.last_error = None;
                 r.notified = null_sender || !r.wants_success() || r.dsn_relayed;
-                tracing::info!(%id, rcpt = %r.address, %dest, reply = %res.detail, "queue: delivered");
+                tracing::debug!(%id, rcpt = %r.address, %dest, reply = %res.detail, "queue: delivered");
             }
             RcptStatus::Temporary => {
                 r.attempts += 1;
                 let delay =
                     retry_delay_ms(cfg, dest, &res.detail, r.attempts, rand::thread_rng().gen());
                 r.next_attempt_ms = now + delay;
-                tracing::info!(%id, rcpt = %r.address, %dest, error = %res.detail, retry_in_ms = delay, "queue: deferred");
+                tracing::debug!(%id, rcpt = %r.address, %dest, error = %res.detail, retry_in_ms = delay, "queue: deferred");
                 r.last_error = Some(res.detail);
             }
             RcptStatus::Permanent => {
                 r.attempts += 1;
                 r.state = RcptState::Failed;
                 r.notified = null_sender || !r.wants_failure();
-                tracing::info!(%id, rcpt = %r.address, %dest, error = %res.detail, "queue: bounced");
+                tracing::debug!(%id, rcpt = %r.address, %dest, error = %res.detail, "queue: bounced");
                 r.last_error = Some(res.detail);
             }
         }

@@ -245,10 +245,26 @@ impl Spool {
             });
         }
         let result = (|| {
-            File::open(&staged.path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| io_err(&staged.path, e))?;
-            write_synced(&tmp_env, &env_json)?;
+            // The message and the envelope are synced at the same time, on two threads: their
+            // block allocations then land in one journal transaction (XFS, ext4), committed
+            // once for both instead of once each.
+            let env_file = write_unsynced(&tmp_env, &env_json)?;
+            // Without a thread to spare, one after the other.
+            std::thread::scope(|scope| {
+                let env_sync = std::thread::Builder::new()
+                    .name("queue-sync".into())
+                    .spawn_scoped(scope, || env_file.sync_all());
+                let msg = File::open(&staged.path)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| io_err(&staged.path, e));
+                let env = match env_sync {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(io::Error::other("envelope sync panicked"))),
+                    Err(_) => env_file.sync_all(),
+                };
+                msg.and(env.map_err(|e| io_err(&tmp_env, e)))
+            })?;
             rename(&staged.path, &final_msg)?;
             rename(&tmp_env, &final_env)?;
             sync_dir(&self.dir)
@@ -345,6 +361,12 @@ impl Spool {
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), QueueError> {
+    let f = write_unsynced(path, data)?;
+    f.sync_all().map_err(|e| io_err(path, e))
+}
+
+/// Creates `path` (which must not exist) holding `data`, not yet synced.
+fn write_unsynced(path: &Path, data: &[u8]) -> Result<File, QueueError> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -352,7 +374,7 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), QueueError> {
         .open(path)
         .map_err(|e| io_err(path, e))?;
     f.write_all(data).map_err(|e| io_err(path, e))?;
-    f.sync_all().map_err(|e| io_err(path, e))
+    Ok(f)
 }
 
 fn rename(from: &Path, to: &Path) -> Result<(), QueueError> {

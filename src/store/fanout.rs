@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use super::error::{at, StoreError};
 use super::flags::Flags;
-use super::fsio::{create_new, fsync_dir, remove_if_exists, system_time, unique_name, Step};
+use super::fsio::{create_new, remove_if_exists, system_time, unique_name, Step};
 use super::mailbox::{Mailbox, NewMessage};
 use super::names::INBOX;
 use super::once::once;
@@ -92,9 +92,8 @@ fn link_in(
             Ok(st) if st.deleted => StoreError::MailboxNotFound(String::new()),
             _ => e,
         })?;
-        sh.faults.at(Step::MessageLinked, &dest)?;
-        fsync_dir(&mb.msg_dir)?;
-        sh.faults.at(Step::MessageDirSynced, &mb.msg_dir)
+        // `msg/` is synced with the index record, in `commit_appends`.
+        sh.faults.at(Step::MessageLinked, &dest)
     })();
     if let Err(e) = res {
         let _ = remove_if_exists(&dest);

@@ -189,7 +189,8 @@ impl Mailbox {
         Ok(Arc::clone(&st.messages[i].file))
     }
 
-    /// Assigns UIDs to messages whose files are durable in `msg/` and commits them to the index;
+    /// Assigns UIDs to messages whose files are durable and linked into `msg/`, and commits them
+    /// to the index, then syncs `msg/` (see [`IndexLog::append`] for why in that order);
     /// returns the UIDVALIDITY and the new messages. On failure the files are removed, unless
     /// the index may hold them after all (a failed rollback): then they stay, and the next load
     /// finds them either indexed or unindexed and recovers them, which can duplicate a message
@@ -244,7 +245,7 @@ impl Mailbox {
             .iter()
             .map(|m| Record::Append(append_record(m)))
             .collect();
-        if let Err(f) = log.append(&records, &sh.faults) {
+        if let Err(f) = log.append(&records, &sh.faults, Some(&self.msg_dir)) {
             if f.rolled_back {
                 drop(log);
                 self.discard_files(metas.iter().map(|m| &m.file));
@@ -280,7 +281,7 @@ impl Mailbox {
 
     /// Appends `rec` under the log lock; a failed rollback marks the mailbox broken.
     fn append_one(&self, log: &mut IndexLog, sh: &Shared, rec: Record) -> Result<(), StoreError> {
-        log.append(&[rec], &sh.faults).map_err(|f| {
+        log.append(&[rec], &sh.faults, None).map_err(|f| {
             if !f.rolled_back {
                 self.set_broken(f.error.to_string());
             }

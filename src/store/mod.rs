@@ -2,7 +2,7 @@
 //! append-only index per mailbox, quota accounting, and change notifications for sessions.
 //!
 //! Its job is to keep mail: every write is durable before it is acknowledged (message file
-//! fsynced and renamed into place, directory fsynced, index record appended and fsynced), and
+//! fsynced and renamed into place, index record appended and fsynced, then the directory), and
 //! after a crash at any instant the store opens consistently — each message fully present or
 //! absent — repairing leftovers as each user is first loaded (module `recover`). `check` verifies
 //! and repairs on demand. Only LMTP delivery and IMAP/POP3 sessions call it (invariant 5); it

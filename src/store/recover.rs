@@ -340,7 +340,8 @@ pub(crate) fn load(
         Some(len) => {
             let mut log = IndexLog::open(&index_path, len, s.records)?;
             if !extra.is_empty() {
-                log.append(&extra, &sh.faults).map_err(|f| f.error)?;
+                log.append(&extra, &sh.faults, Some(&msg_dir))
+                    .map_err(|f| f.error)?;
             }
             log
         }

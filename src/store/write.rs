@@ -1,8 +1,9 @@
 //! The write path shared by LMTP delivery and IMAP APPEND/COPY/MOVE.
 //!
 //! Writing a message: reserve its size against the quota, write it to a temp file in the
-//! user's `tmp/`, fsync, rename into the mailbox's `msg/`, fsync that directory, and only then
-//! commit an index record (fsync). A caller is told `Ok` after all of that. Any failure before
+//! user's `tmp/`, fsync, rename into the mailbox's `msg/`, then commit an index record (fsync)
+//! and fsync the directory (in that order: one journal commit on XFS and ext4, see
+//! `IndexLog::append`). A caller is told `Ok` after all of that. Any failure before
 //! the commit removes what was written and releases the reservation, so a full disk leaves
 //! nothing behind. COPY hard-links the files (same volume; a durable copy where links are
 //! refused) and commits all records in one append. Everything here blocks; callers run it on
@@ -20,7 +21,7 @@ use bytes::Bytes;
 
 use super::error::{at, StoreError};
 use super::flags::Flags;
-use super::fsio::{create_new, fsync_dir, remove_if_exists, system_time, unique_name, Step};
+use super::fsio::{create_new, remove_if_exists, system_time, unique_name, Step};
 use super::mailbox::{Mailbox, NewMessage};
 use super::user::UserState;
 
@@ -152,9 +153,8 @@ fn stage(
             Ok(st) if st.deleted => StoreError::MailboxNotFound(String::new()),
             _ => at(&dest)(e),
         })?;
+        // `msg/` is synced with the index record, in `commit_appends`.
         sh.faults.at(Step::MessageLinked, &dest)?;
-        fsync_dir(&mb.msg_dir)?;
-        sh.faults.at(Step::MessageDirSynced, &mb.msg_dir)?;
         Ok((size, crc))
     })();
     match res {
@@ -341,13 +341,8 @@ pub(crate) fn copy_blocking(
     }
     user.usage.release(skipped, 0);
     let copied: u64 = items.iter().map(|i| i.size).sum();
-    let synced = user
-        .sh
-        .faults
-        .at(Step::MessageLinked, &dst.msg_dir)
-        .and_then(|_| fsync_dir(&dst.msg_dir))
-        .and_then(|_| user.sh.faults.at(Step::MessageDirSynced, &dst.msg_dir));
-    if let Err(e) = synced {
+    // `msg/` is synced with the index records, in `commit_appends`.
+    if let Err(e) = user.sh.faults.at(Step::MessageLinked, &dst.msg_dir) {
         cleanup(&items);
         user.usage.release(copied, 0);
         return Err(e);

@@ -34,9 +34,9 @@ pub(super) const DELIVERY: [Step; 6] = [
     Step::MessageWritten,
     Step::MessageSynced,
     Step::MessageLinked,
-    Step::MessageDirSynced,
     Step::IndexWritten,
     Step::IndexSynced,
+    Step::MessageDirSynced,
 ];
 
 fn kinds(report: &CheckReport) -> Vec<FindingKind> {
@@ -75,7 +75,7 @@ async fn crash_at_every_delivery_step() {
         let report = store.check(false).await.unwrap();
         let want: &[FindingKind] = match step {
             Step::MessageWritten | Step::MessageSynced => &[FindingKind::TempFile],
-            Step::MessageLinked | Step::MessageDirSynced => &[FindingKind::UnindexedMessage],
+            Step::MessageLinked => &[FindingKind::UnindexedMessage],
             _ => &[],
         };
         assert_eq!(kinds(&report), want, "{step:?}");
