@@ -105,6 +105,7 @@ impl LmtpTransport {
         DeliveryOutcome {
             results: out.results,
             unreachable,
+            keyed: caps.xdelivery,
         }
     }
 }

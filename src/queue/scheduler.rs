@@ -358,6 +358,7 @@ async fn work(inner: &Arc<Inner>, id: &QueueId, flush: bool) -> Result<Option<u6
     let shared = Arc::new(tokio::sync::Mutex::new(Group {
         env,
         removed: false,
+        keyed: true,
     }));
     let mut set = JoinSet::new();
     for (dest, idxs) in groups {
@@ -389,6 +390,10 @@ async fn work(inner: &Arc<Inner>, id: &QueueId, flush: bool) -> Result<Option<u6
 struct Group {
     env: Envelope,
     removed: bool,
+    /// Every transaction of this round was keyed (see [`DeliveryOutcome::keyed`]): if a crash
+    /// undid the message's removal, repeating them would store nothing twice, so the removal
+    /// need not be synced. Recipients of earlier rounds are recorded in the durable envelope.
+    keyed: bool,
 }
 
 /// Whether `env` is finished with nothing left to tell anyone: every recipient delivered or
@@ -459,9 +464,14 @@ async fn deliver_group(
         // message, its removal), done before anything else.
         let mut g = env.lock().await;
         apply(&inner.cfg, &mut g.env, chunk, &outcome, &dest, &id, now);
+        g.keyed &= outcome.keyed;
         let i = id.clone();
         let result = if finished(&g.env) {
-            let r = inner.blocking(move |s| s.remove(&i)).await;
+            let r = if g.keyed {
+                inner.blocking(move |s| s.remove_delivered_keyed(&i)).await
+            } else {
+                inner.blocking(move |s| s.remove(&i)).await
+            };
             g.removed = r.is_ok();
             r
         } else {

@@ -122,6 +122,7 @@ impl SmtpTransport {
                         return DeliveryOutcome {
                             results,
                             unreachable: false,
+                            keyed: false,
                         }
                     }
                     HostResult::Next(e) | HostResult::TlsFailed(e) => {

@@ -98,7 +98,7 @@ impl Spool {
                 Err(e) => return Err(io_err(&p, e)),
             }
         }
-        sync_dir(&self.dir)
+        Ok(())
     }
 
     fn temp_path(&self, id: &QueueId, ext: &str) -> PathBuf {
@@ -315,6 +315,19 @@ impl Spool {
 
     /// Deletes a message: envelope first (the commit record), then the message file.
     pub(crate) fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
+        self.unlink(id)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Deletes a message whose every delivery was keyed (LMTP with `XDELIVERY`), without
+    /// syncing the directory: if a crash undoes the unlink, the message is delivered again and
+    /// the store answers with the first delivery's result, storing nothing twice. Saves a
+    /// journal commit per message delivered to the mailstore.
+    pub(crate) fn remove_delivered_keyed(&self, id: &QueueId) -> Result<(), QueueError> {
+        self.unlink(id)
+    }
+
+    fn unlink(&self, id: &QueueId) -> Result<(), QueueError> {
         for p in [
             self.envelope_path(id),
             self.message_path(id),
@@ -326,7 +339,7 @@ impl Spool {
                 Err(e) => return Err(io_err(&p, e)),
             }
         }
-        sync_dir(&self.dir)
+        Ok(())
     }
 
     /// The message's header section (up to and including the blank line), capped at

@@ -120,6 +120,9 @@ pub struct DeliveryOutcome {
     /// The destination could not be reached at all (no connection, greeting refused): the
     /// scheduler stops trying it for a while instead of connecting once per message.
     pub unreachable: bool,
+    /// The transaction carried an idempotency key the server honours (our LMTP server's
+    /// `XDELIVERY`): repeating it stores nothing twice.
+    pub keyed: bool,
 }
 
 impl DeliveryOutcome {
@@ -140,6 +143,7 @@ impl DeliveryOutcome {
                 })
                 .collect(),
             unreachable,
+            keyed: false,
         }
     }
 }
