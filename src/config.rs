@@ -45,6 +45,9 @@ pub struct Config {
     pub shutdown: ShutdownSection,
     #[serde(default)]
     pub log: LogSection,
+    /// `/metrics` and the recording behind it.
+    #[serde(default)]
+    pub metrics: MetricsSection,
     /// SMTP listeners and where local mail is delivered.
     #[serde(default)]
     pub mail: MailSection,
@@ -219,6 +222,25 @@ pub struct LogSection {
     pub level: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Record metrics and serve `/metrics` (off: every recording point is one atomic load and
+    /// `/metrics` answers 404; for measuring what instrumentation costs).
+    #[serde(default = "d_true")]
+    pub enabled: bool,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection { enabled: true }
+    }
+}
+
+fn d_true() -> bool {
+    true
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -323,6 +345,7 @@ impl Config {
             },
             shutdown: ShutdownSection::default(),
             log: LogSection::default(),
+            metrics: MetricsSection::default(),
             mail: MailSection {
                 mx_listen: Some(local(2525)),
                 submission_listen: Some(local(2587)),

@@ -20,6 +20,8 @@
 //!   durable append-only indexes, quota, change notifications, crash recovery and `check`.
 //! - [`mail`]: glue between SMTP, the queue and the store (alias expansion, routing, LMTP
 //!   delivery into the store).
+//! - [`metrics`]: the Prometheus registry and catalogue behind `/metrics`, and the mail log
+//!   (one stable line per SMTP transaction and per delivery).
 //! - [`node`]: assembles a running node from a configuration.
 //! - [`ctl`]: the `mailctl` operator CLI (a client of the admin API).
 //! - [`smtp`]: SMTP (MX, submission) and LMTP servers; hand mail to the queue or the store
@@ -38,6 +40,7 @@ pub mod failover;
 pub mod imap;
 pub mod mail;
 pub mod mailstore;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod pop3;

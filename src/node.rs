@@ -190,6 +190,19 @@ async fn bind_mail(cfg: &Config) -> Result<MailListeners, NodeError> {
     })
 }
 
+/// Spawns a listener task that `/readyz` counts as running until it ends.
+fn spawn_counted<F>(tasks: &mut JoinSet<()>, readiness: &mut crate::admin::Readiness, serve: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    readiness.expected += 1;
+    let up = readiness.listener();
+    tasks.spawn(async move {
+        let _up = up;
+        serve.await
+    });
+}
+
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr).await.map_err(|e| NodeError::Bind {
         addr,
@@ -211,6 +224,13 @@ impl Node {
             cfg.cluster.key_file = pki.key;
         }
         let token = admin_token(&cfg.http.admin_token_file, dev)?;
+        crate::metrics::set_enabled(cfg.metrics.enabled);
+        crate::metrics::node_info(cfg.node.id, &cfg.node.name);
+        crate::metrics::certificate("ca", &cfg.cluster.ca_file);
+        crate::metrics::certificate("cluster", &cfg.cluster.cert_file);
+        if let Some(cert) = &cfg.http.cert_file {
+            crate::metrics::certificate("http", cert);
+        }
         let c = &cfg.cluster;
         let raft_server = tls::mtls_server_config(&c.ca_file, &c.cert_file, &c.key_file)?;
         let raft_client = tls::mtls_client_config(&c.ca_file, &c.cert_file, &c.key_file)?;
@@ -315,10 +335,16 @@ impl Node {
             idle_timeout: Duration::from_secs(cfg.mail.idle_timeout_secs),
             ..ListenerConfig::new(name)
         };
+        // `/readyz` counts the SMTP listeners that run.
+        let mut readiness = crate::admin::Readiness {
+            shutdown: Some(shutdown.signal()),
+            ..Default::default()
+        };
         if let Some(l) = mail_listeners.mx {
             let server = SmtpServer::mx(cfg.smtp.clone(), policy.clone(), acceptor.clone());
             let lc = mail_cfg("smtp-mx", TlsMode::StartTls(http_tls.clone()));
-            tasks.spawn(net::serve(l, lc, Arc::new(server), shutdown.clone()));
+            let serve = net::serve(l, lc, Arc::new(server), shutdown.clone());
+            spawn_counted(&mut tasks, &mut readiness, serve);
         }
         let submission = SmtpServer::submission(cfg.smtp.clone(), policy.clone(), acceptor.clone());
         let limiter = submission.auth_limiter();
@@ -326,16 +352,14 @@ impl Node {
             let server = SmtpServer::submission(cfg.smtp.clone(), policy.clone(), acceptor.clone())
                 .with_auth_limiter(limiter.clone());
             let lc = mail_cfg("submission", TlsMode::StartTls(http_tls.clone()));
-            tasks.spawn(net::serve(l, lc, Arc::new(server), shutdown.clone()));
+            let serve = net::serve(l, lc, Arc::new(server), shutdown.clone());
+            spawn_counted(&mut tasks, &mut readiness, serve);
         }
         if let Some(l) = mail_listeners.submissions {
             let lc = mail_cfg("submissions", TlsMode::Implicit(http_tls.clone()));
-            tasks.spawn(net::serve(
-                l,
-                lc,
-                Arc::new(submission.with_auth_limiter(limiter)),
-                shutdown.clone(),
-            ));
+            let server = Arc::new(submission.with_auth_limiter(limiter));
+            let serve = net::serve(l, lc, server, shutdown.clone());
+            spawn_counted(&mut tasks, &mut readiness, serve);
         }
         // The store and its listeners: served from now on (static), or whenever this node
         // holds the mailstore lease (failover).
@@ -369,7 +393,8 @@ impl Node {
         let api = Arc::new(
             AdminApi::new(cluster.clone(), token.clone())
                 .with_mail(queue.clone(), store_slot.clone())
-                .with_failover(failover.clone()),
+                .with_failover(failover.clone())
+                .with_readiness(readiness),
         );
         tasks.spawn(net::serve(
             http_listener,

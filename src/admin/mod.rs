@@ -1,4 +1,9 @@
-//! The admin HTTP API that `mailctl` talks to, plus `/healthz` and `/readyz`.
+//! The admin HTTP API that `mailctl` talks to, plus `/healthz`, `/readyz`,
+//! `/readyz/mailstore` and `/metrics`.
+//!
+//! The health and metrics routes answer without the token: load balancers and Prometheus
+//! poll them, and they disclose no addresses or user data (docs/METRICS.md says what each
+//! answers).
 //!
 //! JSON over HTTPS on the node's HTTP listener; every `/api/` route requires the bearer token,
 //! compared in constant time. Handlers validate input, turn it into directory commands and hand
@@ -10,6 +15,7 @@ pub mod mail;
 mod routes;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -35,6 +41,37 @@ pub struct AdminApi {
     pub store: crate::mailstore::StoreSlot,
     /// This node's mailstore lease duty, when it has one (for `/api/status`).
     pub failover: Option<crate::failover::Failover>,
+    /// What `/readyz` checks besides Raft.
+    pub readiness: Readiness,
+}
+
+/// What `/readyz` checks besides the cluster: the node's SMTP listeners run, and it is not
+/// shutting down (a draining node must leave the load balancer's pool first).
+#[derive(Clone, Default)]
+pub struct Readiness {
+    /// SMTP listeners (MX, submission) serving now; each listener task holds one count.
+    pub running: Arc<AtomicUsize>,
+    /// How many the configuration starts.
+    pub expected: usize,
+    /// The node's shutdown signal.
+    pub shutdown: Option<crate::net::ShutdownSignal>,
+}
+
+impl Readiness {
+    /// Counts a running listener until the guard drops (the listener task ended).
+    pub fn listener(&self) -> ListenerUp {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        ListenerUp(self.running.clone())
+    }
+}
+
+/// Held by a listener task while it serves.
+pub struct ListenerUp(Arc<AtomicUsize>);
+
+impl Drop for ListenerUp {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// An API error: HTTP status, message, and optionally what to do about it.
@@ -110,11 +147,22 @@ fn error_response(e: ApiError) -> Response<Full<Bytes>> {
         .expect("static response parts")
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .header("content-type", "text/plain; charset=utf-8")
+        .body(Full::new(body.into()))
         .expect("static response parts")
+}
+
+fn readiness(r: Result<(), String>) -> Response<Full<Bytes>> {
+    match r {
+        Ok(()) => text(StatusCode::OK, "ready\n"),
+        Err(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
 }
 
 /// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
@@ -134,6 +182,77 @@ impl AdminApi {
             queue: None,
             store: Default::default(),
             failover: None,
+            readiness: Readiness::default(),
+        }
+    }
+
+    /// Adds what `/readyz` checks besides Raft.
+    pub fn with_readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// `/readyz`: ready for SMTP and webmail traffic — a member of an initialized cluster
+    /// that knows its leader, with its SMTP listeners running, and not shutting down.
+    fn ready(&self) -> Result<(), String> {
+        if self
+            .readiness
+            .shutdown
+            .as_ref()
+            .is_some_and(|s| s.is_triggered())
+        {
+            return Err("shutting down".into());
+        }
+        let f = self.cluster.figures();
+        if !f.member {
+            return Err("not a member of an initialized cluster".into());
+        }
+        if f.leader.is_none() {
+            return Err("no Raft leader known".into());
+        }
+        let running = self.readiness.running.load(Ordering::SeqCst);
+        if running < self.readiness.expected {
+            return Err(format!(
+                "{running} of {} SMTP listeners running",
+                self.readiness.expected
+            ));
+        }
+        Ok(())
+    }
+
+    /// `/readyz/mailstore`: this node serves the mailstore now (IMAP, POP3, LMTP).
+    fn mailstore_ready(&self) -> Result<(), String> {
+        match &self.failover {
+            Some(f) => {
+                let role = f.role();
+                if role.state == "active" {
+                    Ok(())
+                } else {
+                    Err(format!("mailstore role is {}", role.state))
+                }
+            }
+            None if self.current_store().is_some() => Ok(()),
+            None => Err("this node does not serve the mailstore".into()),
+        }
+    }
+
+    /// `/metrics`: the Prometheus text exposition; 404 when metrics are disabled.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        let sources = crate::metrics::scrape::Sources {
+            cluster: &self.cluster,
+            failover: self.failover.as_ref(),
+            queue: self.queue.as_ref(),
+            store: self.current_store(),
+        };
+        match crate::metrics::render(&sources) {
+            Some(body) => Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", crate::metrics::CONTENT_TYPE)
+                .body(Full::new(Bytes::from(body)))
+                .expect("static response parts"),
+            None => error_response(ApiError::not_found(
+                "metrics are disabled on this node ([metrics] enabled = false)",
+            )),
         }
     }
 
@@ -187,16 +306,9 @@ impl AdminApi {
         let path = req.uri().path().to_string();
         match path.as_str() {
             "/healthz" => return text(StatusCode::OK, "ok\n"),
-            "/readyz" => {
-                return if self.cluster.has_leader() {
-                    text(StatusCode::OK, "ready\n")
-                } else {
-                    text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: no Raft leader known\n",
-                    )
-                };
-            }
+            "/readyz" => return readiness(self.ready()),
+            "/readyz/mailstore" => return readiness(self.mailstore_ready()),
+            "/metrics" => return self.metrics(),
             _ => {}
         }
         if !path.starts_with("/api/") {

@@ -25,6 +25,9 @@ struct Args {
     /// Only check the configuration file, then exit (0 when valid, 64 when not).
     #[arg(long, requires = "config")]
     check: bool,
+    /// Log format, overriding `[log] format`: `text` or `json` (one JSON object per line).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 fn init_logging(format: LogFormat, level: Option<&str>) {
@@ -42,7 +45,7 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let cfg = if args.dev {
+    let mut cfg = if args.dev {
         let dir = if args.dev_dir.is_absolute() {
             args.dev_dir.clone()
         } else {
@@ -68,7 +71,17 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    init_logging(cfg.log.format, cfg.log.level.as_deref());
+    // For measuring what instrumentation costs (docs/METRICS.md): the benchmarks start nodes
+    // from generated configuration files, so a switch in the environment reaches them.
+    if let Ok(v) = std::env::var("MAILNODE_METRICS") {
+        cfg.metrics.enabled = !matches!(v.as_str(), "0" | "off" | "false");
+    }
+    let format = match args.log_format.as_deref() {
+        Some("json") => LogFormat::Json,
+        Some(_) => LogFormat::Text,
+        None => cfg.log.format,
+    };
+    init_logging(format, cfg.log.level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -106,6 +106,26 @@ pub struct RaftView {
     pub matched: BTreeMap<u64, Option<u64>>,
 }
 
+/// Plain numbers for `/metrics` and `/readyz`, from this node's local Raft metrics (no RPC).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RaftFigures {
+    /// "leader", "follower", "candidate", "learner" or "shutdown".
+    pub state: &'static str,
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<u64>,
+    /// This node is in the membership (voter or learner) of an initialized cluster.
+    pub member: bool,
+    pub voters: usize,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub snapshot: Option<u64>,
+    /// On the leader, per other member: (id, highest index it holds, entries behind the
+    /// leader's last log index). Empty elsewhere.
+    pub replication: Vec<(u64, Option<u64>, Option<u64>)>,
+}
+
 /// One member as seen from the leader (replication) or locally (membership only).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberStatus {
@@ -232,6 +252,47 @@ impl Cluster {
                 .voter_ids()
                 .next()
                 .is_some()
+    }
+
+    /// Figures for `/metrics` and `/readyz` (local state only, no RPC).
+    pub fn figures(&self) -> RaftFigures {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let me = self.inner.id;
+        let is_leader = m.state == ServerState::Leader;
+        let last = m.last_log_index;
+        let replication = match (&m.replication, is_leader) {
+            (Some(r), true) => r
+                .iter()
+                .filter(|(id, _)| **id != me)
+                .map(|(id, l)| {
+                    let matched = l.map(|l| l.index);
+                    let lag = last.map(|last| last.saturating_sub(matched.unwrap_or(0)));
+                    (*id, matched, lag)
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let membership = m.membership_config.membership();
+        let member = membership.nodes().any(|(id, _)| *id == me);
+        let voters = membership.voter_ids().count();
+        RaftFigures {
+            state: match m.state {
+                ServerState::Leader => "leader",
+                ServerState::Follower => "follower",
+                ServerState::Candidate => "candidate",
+                ServerState::Learner => "learner",
+                ServerState::Shutdown => "shutdown",
+            },
+            term: m.current_term,
+            leader: m.current_leader,
+            member,
+            voters,
+            last_log_index: last,
+            committed: self.inner.log.committed_index(),
+            applied: m.last_applied.map(|l| l.index),
+            snapshot: m.snapshot.map(|l| l.index),
+            replication,
+        }
     }
 
     /// Makes this node the first member of a new cluster.

@@ -289,7 +289,7 @@ async fn leader_loop(cluster: Cluster, cfg: FailoverConfig, shutdown: crate::net
             _ => seen = Some((view.term, key, now)),
         }
         let Some((_, _, since)) = seen else { continue };
-        let cmd = match st.holder {
+        let (cmd, kind) = match st.holder {
             None => {
                 let exclude = st
                     .handover
@@ -297,23 +297,25 @@ async fn leader_loop(cluster: Cluster, cfg: FailoverConfig, shutdown: crate::net
                 let Some(node) = st.pick(&preferred(&view, me), exclude) else {
                     continue;
                 };
-                let reason = match (&st.handover, &st.last_failover) {
-                    (Some(_), _) => "switchover requested by the operator".to_string(),
-                    (None, None) => "first holder".to_string(),
-                    (None, Some(r)) => format!("node {} released the mailstore", r.to),
+                let (reason, kind) = match (&st.handover, &st.last_failover) {
+                    (Some(_), _) => (
+                        "switchover requested by the operator".to_string(),
+                        "switchover",
+                    ),
+                    (None, None) => ("first holder".to_string(), "initial"),
+                    (None, Some(r)) => {
+                        (format!("node {} released the mailstore", r.to), "released")
+                    }
                 };
-                grant(node, &st, reason)
+                (grant(node, &st, reason), kind)
             }
             Some(h) if now.duration_since(since) >= cfg.lease() => {
                 let Some(node) = st.pick(&preferred(&view, me), Some(h)) else {
                     continue;
                 };
                 let silent = now.duration_since(since).as_millis();
-                grant(
-                    node,
-                    &st,
-                    format!("node {h} stopped renewing ({silent} ms without a renewal)"),
-                )
+                let reason = format!("node {h} stopped renewing ({silent} ms without a renewal)");
+                (grant(node, &st, reason), "expired")
             }
             Some(_) => continue,
         };
@@ -327,7 +329,7 @@ async fn leader_loop(cluster: Cluster, cfg: FailoverConfig, shutdown: crate::net
         }
         tracing::info!(%cmd, "mailstore: granting the lease");
         match cluster.lease(cmd).await {
-            Ok(LeaseOutcome::Done) => {}
+            Ok(LeaseOutcome::Done) => crate::metrics::failover_granted(kind),
             Ok(LeaseOutcome::Stale(why)) => tracing::info!(%why, "mailstore: grant not applied"),
             Err(e) => tracing::warn!(error = %e, "mailstore: cannot propose the grant"),
         }
@@ -340,6 +342,9 @@ fn grant(node: u64, st: &MailstoreState, reason: String) -> LeaseCommand {
         epoch: st.epoch,
         reason,
         at_ms: now_ms(),
+        // Stale if the holder renews before it applies: this decision may be late (a leader
+        // cut off from the majority, whose proposal is forwarded once the partition heals).
+        renewals: Some(st.renewals),
     }
 }
 
@@ -412,6 +417,7 @@ impl Holder {
                 self.fence().await;
                 match stop {
                     Stop::Lost(why) => {
+                        crate::metrics::mailstore_lease_lost();
                         tracing::warn!(epoch = st.epoch, %why, "mailstore: lost the lease; fenced");
                         self.set(|r| r.last_error = Some(why));
                     }
@@ -421,6 +427,7 @@ impl Holder {
                             Stop::HandOver(why) | Stop::Lost(why) => (why, None),
                         };
                         if failed.is_some() {
+                            crate::metrics::mailstore_activation_failed();
                             tracing::error!(epoch = st.epoch, %why, "mailstore: activation failed; handing over");
                             self.set(|r| r.last_error = Some(why.clone()));
                         } else {
@@ -515,14 +522,21 @@ impl Holder {
         let taken = tokio::task::spawn_blocking(move || volume.take(epoch, node, &name)).await;
         match taken {
             Ok(Ok(())) => self.set(|r| r.volume = true),
-            Ok(Err(e)) => return Stop::Failed(format!("cannot take the volume: {e}")),
-            Err(e) => return Stop::Failed(format!("volume task failed: {e}")),
+            Ok(Err(e)) => {
+                crate::metrics::volume_error("take");
+                return Stop::Failed(format!("cannot take the volume: {e}"));
+            }
+            Err(e) => {
+                crate::metrics::volume_error("take");
+                return Stop::Failed(format!("volume task failed: {e}"));
+            }
         }
         if let Some(stop) = renewer.check() {
             return stop;
         }
         if let Some(vip) = &self.vip {
             if let Err(e) = vip.claim().await {
+                crate::metrics::vip_error("claim");
                 return Stop::Failed(format!("cannot claim the virtual IP: {e}"));
             }
             self.set(|r| r.vip = Some(true));
@@ -538,6 +552,7 @@ impl Holder {
             r.state = "active";
             r.last_error = None;
         });
+        crate::metrics::mailstore_activated(observed.elapsed());
         let duration_ms = observed.elapsed().as_millis() as u64;
         tracing::info!(epoch, duration_ms, "mailstore: active");
         renewer.report_active(duration_ms);
@@ -618,6 +633,7 @@ impl Holder {
             match vip.release().await {
                 Ok(()) => self.set(|r| r.vip = Some(false)),
                 Err(e) => {
+                    crate::metrics::vip_error("release");
                     tracing::error!(error = %e, "mailstore: cannot release the virtual IP");
                     self.set(|r| r.last_error = Some(e.to_string()));
                 }
@@ -627,10 +643,14 @@ impl Holder {
         match tokio::task::spawn_blocking(move || volume.release()).await {
             Ok(Ok(())) => self.set(|r| r.volume = false),
             Ok(Err(e)) => {
+                crate::metrics::volume_error("release");
                 tracing::error!(error = %e, "mailstore: cannot release the volume");
                 self.set(|r| r.last_error = Some(e.to_string()));
             }
-            Err(e) => tracing::error!(error = %e, "mailstore: volume task failed"),
+            Err(e) => {
+                crate::metrics::volume_error("release");
+                tracing::error!(error = %e, "mailstore: volume task failed");
+            }
         }
         self.set(|r| {
             r.state = "standby";

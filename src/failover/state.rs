@@ -84,6 +84,13 @@ pub enum LeaseCommand {
         epoch: u64,
         reason: String,
         at_ms: u64,
+        /// The renewal count the leader's decision was based on: a renewal applied since means
+        /// the holder is alive, so the grant is stale. The epoch alone does not catch this
+        /// (renewals keep it), e.g. a grant decided by a leader that was cut off (it saw no
+        /// renewals), then forwarded to the new leader once the partition healed. `None`
+        /// (entries written before this field): not checked.
+        #[serde(default)]
+        renewals: Option<u64>,
     },
     /// The holder renews at its epoch.
     Renew { node: u64, epoch: u64 },
@@ -163,9 +170,17 @@ impl MailstoreState {
                 epoch,
                 reason,
                 at_ms,
+                renewals,
             } => {
                 if *epoch != self.epoch {
                     return Stale(format!("epoch is {}, not {epoch}", self.epoch));
+                }
+                if renewals.is_some_and(|r| r != self.renewals) {
+                    return Stale(format!(
+                        "the holder renewed since the grant was decided ({} renewals, not {})",
+                        self.renewals,
+                        renewals.unwrap_or_default()
+                    ));
                 }
                 if !self.eligible(*node) {
                     return Stale(format!("node {node} is not eligible"));
@@ -316,7 +331,38 @@ mod tests {
             epoch,
             reason: "test".into(),
             at_ms: 1,
+            renewals: None,
         }
+    }
+
+    #[test]
+    fn a_grant_decided_before_a_renewal_is_stale() {
+        let mut s = MailstoreState::default();
+        reg(&mut s, 1);
+        reg(&mut s, 2);
+        s.apply(&grant(1, 0));
+        let renew = LeaseCommand::Renew { node: 1, epoch: 1 };
+        s.apply(&renew);
+        let take = |renewals| LeaseCommand::Grant {
+            node: 2,
+            epoch: 1,
+            reason: "node 1 stopped renewing".into(),
+            at_ms: 1,
+            renewals: Some(renewals),
+        };
+        // A leader cut off from the holder saw 1 renewal, then none for a whole lease; the
+        // holder went on renewing through the majority's new leader.
+        s.apply(&renew);
+        assert!(matches!(s.apply(&take(1)), LeaseOutcome::Stale(_)));
+        assert_eq!((s.holder, s.epoch), (Some(1), 1));
+        // Decided on the current count: applied.
+        assert_eq!(s.apply(&take(2)), LeaseOutcome::Done);
+        assert_eq!((s.holder, s.epoch), (Some(2), 2));
+        // Entries from before the field existed still apply (serde default).
+        let old: LeaseCommand =
+            serde_json::from_str(r#"{"Grant":{"node":1,"epoch":2,"reason":"r","at_ms":1}}"#)
+                .unwrap();
+        assert_eq!(s.apply(&old), LeaseOutcome::Done);
     }
 
     #[test]

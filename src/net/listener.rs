@@ -78,6 +78,7 @@ pub async fn serve<P: Protocol>(
     let listen_addr = listener.local_addr().ok();
     tracing::info!(listener = %name, addr = ?listen_addr, "listening");
     let limits = Limits::new(&cfg);
+    let metrics = crate::metrics::listener(&name);
     let signal = shutdown.signal();
     let mut sessions = JoinSet::new();
     let mut backoff = ACCEPT_BACKOFF.0;
@@ -118,6 +119,7 @@ pub async fn serve<P: Protocol>(
 
         match limits.admit(peer.ip()) {
             Ok(admission) => {
+                let open = metrics.opened();
                 let ctx = SessionCtx::new(peer, local, name.clone(), signal.clone());
                 let span =
                     tracing::info_span!("session", id = ctx.id, listener = %name, peer = %peer);
@@ -125,7 +127,7 @@ pub async fn serve<P: Protocol>(
                     run_session(tcp, cfg.tls.clone(), cfg.idle_timeout, handler.clone(), ctx);
                 sessions.spawn(
                     async move {
-                        let _admission = admission;
+                        let (_admission, _open) = (admission, open);
                         task.await
                     }
                     .instrument(span),
@@ -133,6 +135,7 @@ pub async fn serve<P: Protocol>(
             }
             Err(reason) => {
                 limits.stats.inner.rejected.fetch_add(1, Ordering::Relaxed);
+                metrics.rejected();
                 let Ok(slot) = limits.reject_slots.clone().try_acquire_owned() else {
                     tracing::debug!(listener = %name, %peer, %reason, "rejected silently");
                     continue;

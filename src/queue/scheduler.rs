@@ -465,6 +465,7 @@ async fn deliver_group(
         let mut g = env.lock().await;
         apply(&inner.cfg, &mut g.env, chunk, &outcome, &dest, &id, now);
         g.keyed &= outcome.keyed;
+        crate::metrics::maillog::deliveries(&id, &g.env, chunk, &dest, &outcome, now);
         let i = id.clone();
         let result = if finished(&g.env) {
             let r = if g.keyed {

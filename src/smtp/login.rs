@@ -82,6 +82,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         }
         let ip = self.ctx.peer.ip();
         if self.shared.limiter.is_blocked(ip) {
+            crate::metrics::smtp_auth("blocked");
             tracing::info!("AUTH from an address over its failure limit");
             io.reply(&too_many_failures());
             return Ok(Flow::Close);
@@ -125,6 +126,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         };
         match self.shared.policy.authenticate(&user, &password).await {
             Ok(canonical) => {
+                crate::metrics::smtp_auth("success");
                 tracing::info!(user = %canonical, "authenticated");
                 self.auth_user = Some(canonical);
                 io.reply(&Reply::new(
@@ -135,11 +137,13 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                 Ok(Flow::Continue)
             }
             Err(AuthFailure::Temporary(why)) => {
+                crate::metrics::smtp_auth("tempfail");
                 tracing::warn!(%why, "authentication could not be checked");
                 io.reply(&Reply::from(&AuthFailure::Temporary(why)));
                 Ok(Flow::Continue)
             }
             Err(AuthFailure::Invalid) => {
+                crate::metrics::smtp_auth("failure");
                 self.auth_failures += 1;
                 let delay = self.shared.limiter.record_failure(ip);
                 tracing::info!(user = %user, failures = self.auth_failures, "authentication failed");

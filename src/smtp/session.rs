@@ -21,6 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::directory::Address;
 use crate::net::{Conn, RejectReason, SessionCtx};
 
+use crate::metrics::{self, maillog, SmtpCmd};
+
 use super::command::{self, Command, MailFrom, RcptTo, ReversePath};
 use super::envelope::{Envelope, Recipient};
 use super::io::{strip_line_end, Input, Io};
@@ -34,11 +36,18 @@ use super::{Mode, SmtpConfig};
 /// Where finished messages go, and the replies that says (one for SMTP, one per recipient
 /// for LMTP).
 pub(crate) trait Sink: Send + Sync + 'static {
-    fn finish(
-        &self,
-        envelope: Envelope,
-        message: Message,
-    ) -> impl Future<Output = Vec<Reply>> + Send;
+    fn finish(&self, envelope: Envelope, message: Message)
+        -> impl Future<Output = Finished> + Send;
+}
+
+/// What a sink did with a message.
+pub(crate) struct Finished {
+    /// One reply (SMTP) or one per recipient (LMTP).
+    pub(crate) replies: Vec<Reply>,
+    /// The queue id (SMTP) or the delivery key (LMTP `XDELIVERY`), for the mail log.
+    pub(crate) queue_id: Option<String>,
+    /// Why it failed, when it did (the mail log's `policy`).
+    pub(crate) policy: Option<&'static str>,
 }
 
 /// What one listener's sessions share.
@@ -89,6 +98,7 @@ where
     P: MailPolicy,
     K: Sink,
 {
+    let _counted = metrics::smtp_session(shared.mode, conn.is_tls());
     let mut io = Io::new(conn);
     let mut session = Session {
         shared,
@@ -120,15 +130,18 @@ where
                 Ok(Flow::StartTls) => match io.upgrade().await {
                     Ok(upgraded) => {
                         io = upgraded;
+                        metrics::smtp_starttls(shared.mode);
                         session.after_starttls(tls_info(&io.conn));
                     }
                     Err(e) => {
+                        metrics::smtp_error(shared.mode, "tls_failed");
                         tracing::debug!(error = %e, "STARTTLS handshake failed");
                         return;
                     }
                 },
                 Ok(_) => break,
                 Err(e) => {
+                    metrics::smtp_error(shared.mode, "io");
                     tracing::debug!(error = %e, "connection failed");
                     return;
                 }
@@ -178,6 +191,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
     {
         if reply.counts_as_error() {
             self.errors += 1;
+            metrics::smtp_error(self.shared.mode, "client_error");
         }
         io.reply(&reply);
     }
@@ -215,6 +229,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                 Input::Line(line) => {
                     let (text, crlf) = strip_line_end(&line);
                     if !crlf {
+                        metrics::smtp_error(self.shared.mode, "bare_newline");
                         let reply = Reply::new(
                             500,
                             Enhanced(5, 5, 2),
@@ -224,8 +239,12 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                         Flow::Continue
                     } else {
                         match command::parse(text) {
-                            Ok(cmd) => self.dispatch(io, cmd).await?,
+                            Ok(cmd) => {
+                                let _timed = metrics::smtp_command(self.shared.mode, kind(&cmd));
+                                self.dispatch(io, cmd).await?
+                            }
                             Err(e) => {
+                                drop(metrics::smtp_command(self.shared.mode, SmtpCmd::Other));
                                 tracing::debug!(error = %e, "bad command");
                                 self.send(io, (&e).into());
                                 Flow::Continue
@@ -240,6 +259,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                 }
                 Input::Eof => return Ok(Flow::Close),
                 Input::Timeout => {
+                    metrics::smtp_error(self.shared.mode, "idle_timeout");
                     io.reply(&self.idle_reply());
                     return Ok(Flow::Close);
                 }
@@ -252,6 +272,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                 return Ok(flow);
             }
             if self.errors >= self.shared.cfg.max_errors {
+                metrics::smtp_error(self.shared.mode, "too_many_errors");
                 tracing::info!(errors = self.errors, "too many errors; closing");
                 let text = format!("{} too many errors, closing connection", self.hostname());
                 io.reply(&Reply::new(421, Enhanced(4, 7, 0), text));
@@ -374,6 +395,34 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         self.tx = None;
     }
 
+    /// What the mail log says about this session's client.
+    pub(crate) fn client(&self) -> maillog::Client<'_> {
+        maillog::Client {
+            mode: self.shared.mode,
+            session: self.ctx.id,
+            ip: self.ctx.peer.ip(),
+            helo: self.helo.as_ref().map_or("", |(name, _)| name.as_str()),
+            tls: self.tls.as_deref(),
+            auth: self.auth_user.as_deref(),
+        }
+    }
+
+    /// Logs and counts a refused MAIL (`rcpt` `None`) or RCPT.
+    fn log_reject(
+        &self,
+        sender: Option<&ReversePath>,
+        rcpt: Option<&str>,
+        reply: &Reply,
+        policy: &'static str,
+    ) {
+        let sender = sender.map(|s| match s {
+            ReversePath::Null => "",
+            ReversePath::Mailbox(m) => m.as_str(),
+        });
+        let text = reply.to_string();
+        maillog::reject(&self.client(), sender, rcpt, reply.code, &text, policy);
+    }
+
     fn greeted(&self) -> Result<(), Reply> {
         match (&self.helo, self.shared.mode) {
             (Some(_), _) => Ok(()),
@@ -398,11 +447,13 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         }
         let max = self.shared.cfg.max_message_size;
         if m.size.is_some_and(|size| size > max) {
-            return Reply::new(
+            let reply = Reply::new(
                 552,
                 Enhanced(5, 3, 4),
                 format!("message size exceeds fixed maximum message size of {max} octets"),
             );
+            self.log_reject(Some(&m.sender), None, &reply, "size");
+            return reply;
         }
         let sender = match &m.sender {
             ReversePath::Null => None,
@@ -417,8 +468,9 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                 .policy
                 .check_sender(mode, self.auth_user.as_deref(), sender.as_ref());
         if verdict != Verdict::Accept {
-            tracing::info!(sender = %shown, ?verdict, "sender refused");
-            return verdict.reply(&shown);
+            let reply = verdict.reply(&shown);
+            self.log_reject(Some(&m.sender), None, &reply, policy_reason(&verdict));
+            return reply;
         }
         self.tx = Some(Transaction {
             mail: m,
@@ -439,7 +491,15 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             return bad_sequence("RCPT not permitted during BDAT");
         }
         if tx.rcpts.len() >= max {
-            return Reply::new(452, Enhanced(4, 5, 3), "too many recipients");
+            let reply = Reply::new(452, Enhanced(4, 5, 3), "too many recipients");
+            let sender = tx.mail.sender.clone();
+            self.log_reject(
+                Some(&sender),
+                Some(&r.recipient),
+                &reply,
+                "too_many_recipients",
+            );
+            return reply;
         }
         let address = match parse_address(&r.recipient, Enhanced(5, 1, 3), "recipient") {
             Ok(a) => a,
@@ -451,15 +511,53 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             .policy
             .check_rcpt(mode, self.auth_user.as_deref(), &address);
         if verdict != Verdict::Accept {
-            tracing::info!(rcpt = %shown, ?verdict, "recipient refused");
-            return verdict.reply(&shown);
+            let reply = verdict.reply(&shown);
+            let sender = tx.mail.sender.clone();
+            let policy = policy_reason(&verdict);
+            self.log_reject(Some(&sender), Some(address.as_str()), &reply, policy);
+            return reply;
         }
+        metrics::smtp_rcpt_accepted(mode);
         tx.rcpts.push(Recipient {
             address,
             notify: r.notify,
             orcpt: r.orcpt,
         });
         Reply::new(250, Enhanced(2, 1, 5), format!("recipient {shown} OK"))
+    }
+}
+
+/// The metrics label of a command.
+fn kind(cmd: &Command) -> SmtpCmd {
+    match cmd {
+        Command::Ehlo(_) => SmtpCmd::Ehlo,
+        Command::Helo(_) => SmtpCmd::Helo,
+        Command::Lhlo(_) => SmtpCmd::Lhlo,
+        Command::Mail(_) => SmtpCmd::Mail,
+        Command::Rcpt(_) => SmtpCmd::Rcpt,
+        Command::Data => SmtpCmd::Data,
+        Command::Bdat { .. } => SmtpCmd::Bdat,
+        Command::Rset => SmtpCmd::Rset,
+        Command::Noop => SmtpCmd::Noop,
+        Command::Quit => SmtpCmd::Quit,
+        Command::Vrfy => SmtpCmd::Vrfy,
+        Command::Help => SmtpCmd::Help,
+        Command::StartTls => SmtpCmd::StartTls,
+        Command::Auth { .. } => SmtpCmd::Auth,
+    }
+}
+
+/// The fixed `policy` value (mail log, metrics) of a refusing verdict.
+pub(crate) fn policy_reason(v: &Verdict) -> &'static str {
+    match v {
+        Verdict::Accept => "accepted",
+        Verdict::UnknownUser => "unknown_user",
+        Verdict::Disabled => "disabled",
+        Verdict::RelayDenied => "relay_denied",
+        Verdict::NotOwned => "not_owned",
+        Verdict::AuthRequired => "auth_required",
+        Verdict::Loop => "loop",
+        Verdict::TempFail(_) => "tempfail",
     }
 }
 

@@ -18,15 +18,16 @@ use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::directory::Address;
+use crate::metrics::maillog;
 
 use super::data::{ContentChecker, DataDecoder, Decoded};
 use super::envelope::{BodyType, Envelope};
 use super::header::{self, HeaderInfo, HeaderScanner, Trace};
 use super::io::Io;
 use super::message::{Message, Spool};
-use super::policy::{Acceptor, LmtpDelivery, MailPolicy, Verdict};
+use super::policy::{Acceptor, DeliveryError, LmtpDelivery, MailPolicy, Verdict};
 use super::reply::{bad_sequence, storage_error, Enhanced, Reply};
-use super::session::{Flow, Session, Sink, Transaction};
+use super::session::{policy_reason, Finished, Flow, Session, Sink, Transaction};
 use super::Mode;
 
 /// The message being assembled: content goes through the header scanner into the spool.
@@ -332,20 +333,42 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         };
         let received_at = body.received_at;
         let (message, info) = body.finish().await;
-        let refuse = |reply: Reply| {
-            tracing::info!(%reply, "message refused");
-            vec![reply; per_rcpt]
+        let recipients: Vec<String> = tx.rcpts.iter().map(|r| r.address.to_string()).collect();
+        let sender = tx.sender.as_ref().map_or("", Address::as_str).to_string();
+        let log = |finished: &Finished, size: u64| {
+            let rcpts: Vec<&str> = recipients.iter().map(String::as_str).collect();
+            let first = finished.replies.first();
+            let text = first.map(ToString::to_string).unwrap_or_default();
+            let t = maillog::Transaction {
+                queue_id: finished.queue_id.as_deref(),
+                sender: &sender,
+                recipients: &rcpts,
+                size,
+                code: first.map_or(451, |r| r.code),
+                reply: &text,
+                policy: finished.policy,
+            };
+            maillog::transaction(&self.client(), &t);
+        };
+        let refuse = |reply: Reply, policy: &'static str| {
+            let finished = Finished {
+                replies: vec![reply; per_rcpt],
+                queue_id: None,
+                policy: Some(policy),
+            };
+            log(&finished, 0);
+            finished.replies
         };
         let message = match (checker.finish(), message) {
-            (Err(e), _) => return refuse(Reply::from(&e)),
+            (Err(e), _) => return refuse(Reply::from(&e), "content"),
             (Ok(()), Err(e)) => {
                 tracing::warn!(error = %e, "cannot spool message");
-                return refuse(storage_error(&e));
+                return refuse(storage_error(&e), "storage");
             }
             (Ok(()), Ok(m)) => m,
         };
-        if let Some(reply) = self.check_header(&info) {
-            return refuse(reply);
+        if let Some((reply, policy)) = self.check_header(&info) {
+            return refuse(reply, policy);
         }
         let envelope = Envelope {
             mode: self.shared.mode,
@@ -367,41 +390,34 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             tls: self.tls.clone(),
             received_at,
         };
-        let sender = envelope
-            .sender
-            .as_ref()
-            .map_or("", Address::as_str)
-            .to_string();
-        let (rcpts, size) = (envelope.recipients.len(), message.len());
-        let replies = self.shared.sink.finish(envelope, message).await;
-        let first = replies.first().map(ToString::to_string).unwrap_or_default();
-        tracing::info!(sender = %sender, rcpts, size, reply = %first, "message finished");
-        replies
+        let size = message.len();
+        let finished = self.shared.sink.finish(envelope, message).await;
+        log(&finished, size);
+        finished.replies
     }
 
     /// Checks that need the header: the hop count, and on submission that every `From:`
     /// address belongs to the authenticated user.
-    fn check_header(&self, info: &HeaderInfo) -> Option<Reply> {
+    /// The refusal and its `policy` reason.
+    fn check_header(&self, info: &HeaderInfo) -> Option<(Reply, &'static str)> {
         let cfg = &self.shared.cfg;
         if info.received > cfg.max_hops {
-            return Some(Reply::new(
+            let reply = Reply::new(
                 554,
                 Enhanced(5, 4, 6),
                 format!(
                     "too many hops ({} Received: fields): mail loop detected",
                     info.received
                 ),
-            ));
+            );
+            return Some((reply, "loop"));
         }
         if self.shared.mode != Mode::Submission {
             return None;
         }
         let bad_from = |why: &str| {
-            Some(Reply::new(
-                553,
-                Enhanced(5, 7, 1),
-                format!("From: header {why}"),
-            ))
+            let reply = Reply::new(553, Enhanced(5, 7, 1), format!("From: header {why}"));
+            Some((reply, "from_header"))
         };
         if info.from_truncated {
             return bad_from("too long");
@@ -420,7 +436,8 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                     Some(&address),
                 );
                 if verdict != Verdict::Accept {
-                    return Some(verdict.reply(&format!("From: <{address}>")));
+                    let reply = verdict.reply(&format!("From: <{address}>"));
+                    return Some((reply, policy_reason(&verdict)));
                 }
             }
         }
@@ -432,14 +449,26 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
 pub(crate) struct QueueSink<A>(pub(crate) Arc<A>);
 
 impl<A: Acceptor> Sink for QueueSink<A> {
-    async fn finish(&self, envelope: Envelope, message: Message) -> Vec<Reply> {
-        vec![match self.0.accept(envelope, message).await {
-            Ok(id) => Reply::new(250, Enhanced(2, 0, 0), format!("OK queued as {id}")),
+    async fn finish(&self, envelope: Envelope, message: Message) -> Finished {
+        match self.0.accept(envelope, message).await {
+            Ok(id) => Finished {
+                replies: vec![Reply::new(
+                    250,
+                    Enhanced(2, 0, 0),
+                    format!("OK queued as {id}"),
+                )],
+                queue_id: Some(id.0),
+                policy: None,
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "queue refused a message");
-                Reply::from(&e)
+                Finished {
+                    replies: vec![Reply::from(&e)],
+                    queue_id: None,
+                    policy: Some("queue"),
+                }
             }
-        }]
+        }
     }
 }
 
@@ -447,9 +476,18 @@ impl<A: Acceptor> Sink for QueueSink<A> {
 pub(crate) struct LmtpSink<D>(pub(crate) Arc<D>);
 
 impl<D: LmtpDelivery> Sink for LmtpSink<D> {
-    async fn finish(&self, envelope: Envelope, message: Message) -> Vec<Reply> {
+    async fn finish(&self, envelope: Envelope, message: Message) -> Finished {
         let results = self.0.deliver(&envelope, &message).await;
-        envelope
+        // The first failure's reason, as the log's policy.
+        let policy = results.iter().find_map(|r| match r {
+            Ok(()) => None,
+            Err(DeliveryError::QuotaExceeded) => Some("quota"),
+            Err(DeliveryError::NoSpace) => Some("storage"),
+            Err(DeliveryError::UnknownUser) => Some("unknown_user"),
+            Err(DeliveryError::Temporary(_)) => Some("tempfail"),
+            Err(DeliveryError::Permanent(_)) => Some("refused"),
+        });
+        let replies = envelope
             .recipients
             .iter()
             .enumerate()
@@ -466,6 +504,11 @@ impl<D: LmtpDelivery> Sink for LmtpSink<D> {
                     format!("<{}> delivery result missing", rcpt.address),
                 ),
             })
-            .collect()
+            .collect();
+        Finished {
+            replies,
+            queue_id: envelope.delivery.clone(),
+            policy,
+        }
     }
 }

@@ -165,6 +165,16 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
+/// When the first certificate of a PEM file expires (Unix seconds), for the expiry metric.
+pub fn not_after(path: &Path) -> Result<i64, TlsError> {
+    let der = load_certs(path)?.remove(0);
+    let params = rcgen::CertificateParams::from_ca_cert_der(&der).map_err(|e| TlsError::Pem {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    Ok(params.not_after.unix_timestamp())
+}
+
 /// Loads the first private key (PKCS#8, PKCS#1 or SEC1) of a PEM file. Warns when the file is
 /// readable by group or others, since the key is only as secret as its file.
 pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
