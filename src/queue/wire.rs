@@ -167,16 +167,32 @@ impl DotStuffer {
     /// Appends the encoded `chunk` to `out`.
     pub fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
         out.reserve(chunk.len() + chunk.len() / 64 + 4);
-        for &b in chunk {
-            if self.at_line_start && b == b'.' {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            if self.at_line_start && rest[0] == b'.' {
                 out.push(b'.');
             }
-            if b == b'\n' && !self.last_cr {
-                out.push(b'\r');
+            // One line (or the chunk's unfinished tail) at a time.
+            let (line, ends) = match memchr::memchr(b'\n', rest) {
+                Some(p) => (&rest[..p], true),
+                None => (rest, false),
+            };
+            out.extend_from_slice(line);
+            if let Some(&last) = line.last() {
+                self.last_cr = last == b'\r';
             }
-            out.push(b);
-            self.at_line_start = b == b'\n';
-            self.last_cr = b == b'\r';
+            if ends {
+                if !self.last_cr {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+                self.last_cr = false;
+                self.at_line_start = true;
+                rest = &rest[line.len() + 1..];
+            } else {
+                self.at_line_start = false;
+                rest = &[];
+            }
         }
     }
 
@@ -315,6 +331,60 @@ mod tests {
             }
             s.finish(&mut out);
             assert_eq!(out, want, "{chunks:?}");
+        }
+    }
+
+    /// The line-at-a-time encoder against the octet-at-a-time rule it replaced, on random
+    /// content (CR, LF and dots made frequent) cut into random chunks.
+    #[test]
+    fn dot_stuffing_matches_the_octet_rule() {
+        fn reference(chunks: &[&[u8]]) -> Vec<u8> {
+            let (mut at_start, mut last_cr, mut out) = (true, false, Vec::new());
+            for &b in chunks.concat().iter() {
+                if at_start && b == b'.' {
+                    out.push(b'.');
+                }
+                if b == b'\n' && !last_cr {
+                    out.push(b'\r');
+                }
+                out.push(b);
+                at_start = b == b'\n';
+                last_cr = b == b'\r';
+            }
+            if !at_start {
+                if !last_cr {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+            }
+            out.extend_from_slice(b".\r\n");
+            out
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5321);
+        for _ in 0..5_000 {
+            let len = rng.gen_range(0..40);
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    *[b'.', b'\r', b'\n', b'a', 0x80]
+                        .get(rng.gen_range(0..5))
+                        .unwrap_or(&b'a')
+                })
+                .collect();
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut rest = &data[..];
+            while !rest.is_empty() {
+                let n = rng.gen_range(1..=rest.len());
+                chunks.push(&rest[..n]);
+                rest = &rest[n..];
+            }
+            let mut s = DotStuffer::default();
+            let mut out = Vec::new();
+            for c in &chunks {
+                s.encode(c, &mut out);
+            }
+            s.finish(&mut out);
+            assert_eq!(out, reference(&chunks), "{chunks:?}");
         }
     }
 
