@@ -26,6 +26,8 @@
 //! - [`ctl`]: the `mailctl` operator CLI (a client of the admin API).
 //! - [`smtp`]: SMTP (MX, submission) and LMTP servers; hand mail to the queue or the store
 //!   through traits, never writing either themselves.
+//! - [`sieve`]: the Sieve filter language (RFC 5228 and extensions): a sans-I/O compiler with
+//!   line:column errors and an interpreter that turns a message into delivery actions.
 //! - [`pop3`]: POP3 (STLS, POP3S, CAPA, UIDL, TOP, AUTH PLAIN) on the store's INBOX; one
 //!   session per maildrop, DELE applied only at QUIT.
 #![forbid(unsafe_code)]
@@ -45,6 +47,7 @@ pub mod net;
 pub mod node;
 pub mod pop3;
 pub mod queue;
+pub mod sieve;
 pub mod smtp;
 pub mod store;
 pub mod tls;
