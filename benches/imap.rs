@@ -9,8 +9,7 @@
 //! defaults in brackets): `BENCH_USERS` 200 [50], `BENCH_MESSAGES` per user 50 [20],
 //! `BENCH_ITERATIONS` per IMAP phase 600 [100], `BENCH_OPEN_ITERATIONS` per open-session phase
 //! 5 × that, `BENCH_IDLE` idle sessions 10000 [500], `BENCH_IDLE_CONCURRENCY` logins in flight
-//! while opening them 50, `BENCH_DOVECOT=0` to skip Dovecot, `BENCH_MALLOC_DEFAULTS=1` to run
-//! mailnode without the malloc setting of `mailnode_side::MALLOC_ENV` (see there).
+//! while opening them 50, `BENCH_DOVECOT=0` to skip Dovecot.
 //!
 //! For each system in turn (never both running at once: the machine has few cores): start it
 //! with the users; deliver every user's messages over its LMTP (untimed); restart it so the
@@ -263,15 +262,6 @@ async fn run() {
     println!("open-files limit: {fds}");
     println!("temporary files under {}", std::env::temp_dir().display());
     println!("mailnode: {}", env!("CARGO_BIN_EXE_mailnode"));
-    if mailnode_side::malloc_fixed() {
-        let (k, v) = mailnode_side::MALLOC_ENV;
-        println!(
-            "mailnode runs with {k}={v} (glibc's dynamic mmap threshold keeps freed argon2id work \
-             areas resident, about 8 MB per login; BENCH_MALLOC_DEFAULTS=1 runs without it)"
-        );
-    } else {
-        println!("mailnode runs with glibc's malloc defaults (BENCH_MALLOC_DEFAULTS=1)");
-    }
     if p.dovecot {
         println!("peer: {}", dovecot_side::version());
     }

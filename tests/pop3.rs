@@ -1,7 +1,8 @@
 //! POP3 end to end on a real node (network 127.0.51.0/24): mail arrives over SMTP → queue →
 //! LMTP → store, and is read over POP3 with raw bytes (greeting, CAPA before and after STLS,
 //! USER/PASS, AUTH PLAIN in both forms, STAT/LIST/UIDL/RETR/TOP, dot-stuffing, a 4 MB message,
-//! DELE+RSET, DELE+QUIT, IN-USE, bad commands, overlong and unterminated lines, wrong state,
+//! DELE+RSET, DELE+QUIT, IN-USE, `\Seen` after RETR at QUIT as IMAP sees it (not after TOP,
+//! not without QUIT), bad commands, overlong and unterminated lines, wrong state,
 //! idle timeout, brute-force delays and limits), with Python's poplib (STLS and POP3_SSL) and
 //! with fetchmail (STLS, keeping mail; POP3S, deleting it). Then the node restarts with
 //! plaintext login off: the UIDLs are unchanged, login before STLS is refused, and SIGTERM
@@ -203,6 +204,7 @@ lmtp_listen = "{ip}:2424"
 create_if_missing = true
 pop3_listen = "{ip}:2110"
 pop3s_listen = "{ip}:2995"
+imap_listen = "{ip}:2143"
 allow_plaintext_login = {plaintext}
 
 [smtp]
@@ -387,6 +389,7 @@ async fn pop3_end_to_end() {
     // Boxed: the phases' futures together would overflow the test thread's stack in debug.
     Box::pin(raw_protocol(&pop, &tls)).await;
     Box::pin(transaction(&pop)).await;
+    Box::pin(seen_at_quit(&pop, &format!("{ip}:2143"))).await;
     Box::pin(limits(&pop)).await;
     Box::pin(brute_force(&pop)).await;
     Box::pin(poplib(&ip, &ca)).await;
@@ -660,6 +663,107 @@ async fn transaction(pop: &str) {
     assert!(p.line().await.starts_with("+OK 2 "));
     assert_eq!(p.line().await, format!("+OK 1 {}", sizes[1]));
     assert!(p.cmd("QUIT").await.starts_with("+OK"));
+}
+
+/// Logs in to POP3, waiting while an aborted session of alice's still holds the maildrop.
+async fn pop3_login_when_free(pop: &str) -> Client {
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let mut p = Client::plain(pop).await;
+        let r = p.login(ALICE, ALICE_PW).await;
+        if r.starts_with("+OK") {
+            return p;
+        }
+        assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
+        assert!(
+            Instant::now() < deadline,
+            "the aborted session kept its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends an IMAP command and returns every line up to the tagged one.
+async fn imap(c: &mut Client, tag: &str, cmd: &str) -> Vec<String> {
+    c.send(&format!("{tag} {cmd}")).await;
+    let mut lines = Vec::new();
+    loop {
+        let l = c.line().await;
+        assert!(!l.is_empty(), "IMAP connection closed after {lines:?}");
+        let done = l.starts_with(&format!("{tag} "));
+        lines.push(l);
+        if done {
+            assert!(
+                lines.last().unwrap().starts_with(&format!("{tag} OK")),
+                "{cmd}: {lines:?}"
+            );
+            return lines;
+        }
+    }
+}
+
+/// Which messages IMAP reports `\Seen` in these `* n FETCH (… FLAGS (…))` lines, by number.
+fn seen_numbers(lines: &[String]) -> Vec<u32> {
+    lines
+        .iter()
+        .filter(|l| l.contains(" FETCH (") && l.contains("\\Seen"))
+        .map(|l| l.split(' ').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The messages of the selected mailbox that have `\Seen`, by number.
+async fn seen_flags(c: &mut Client, tag: &str) -> Vec<u32> {
+    seen_numbers(&imap(c, tag, "FETCH 1:* (FLAGS)").await)
+}
+
+/// RETR marks a message `\Seen` when the session QUITs (the UPDATE state, as Cyrus and Dovecot
+/// do), and an IMAP session on the mailbox sees it; TOP does not, and a session that ends
+/// without QUIT changes nothing (its RETRs included).
+async fn seen_at_quit(pop: &str, imap_addr: &str) {
+    let tcp = bounded("IMAP connect", TcpStream::connect(imap_addr))
+        .await
+        .unwrap();
+    let (mut i, greeting) = Client::over(Box::new(tcp)).await;
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    imap(&mut i, "a", &format!("LOGIN {ALICE} \"{ALICE_PW}\"")).await;
+    let sel = imap(&mut i, "b", "SELECT INBOX").await;
+    assert!(sel.contains(&"* 2 EXISTS".to_string()), "{sel:?}");
+    // `transaction` retrieved every message in a session that ended without QUIT.
+    assert_eq!(
+        seen_flags(&mut i, "c").await,
+        Vec::<u32>::new(),
+        "RETR without QUIT"
+    );
+
+    // RETR, then the connection drops: still nothing.
+    let mut p = pop3_login_when_free(pop).await;
+    assert!(p.cmd("RETR 1").await.starts_with("+OK"));
+    p.multi().await;
+    drop(p);
+    let mut p = pop3_login_when_free(pop).await;
+    // TOP is no retrieval.
+    assert!(p.cmd("TOP 1 0").await.starts_with("+OK"));
+    p.multi().await;
+    assert!(p.cmd("TOP 2 3").await.starts_with("+OK"));
+    p.multi().await;
+    assert!(p.cmd("QUIT").await.starts_with("+OK"));
+    p.assert_closed().await;
+    assert_eq!(
+        seen_flags(&mut i, "d").await,
+        Vec::<u32>::new(),
+        "TOP + QUIT"
+    );
+
+    // RETR 2 + QUIT: \Seen, announced to the open IMAP session and stored.
+    let mut p = pop3_login_when_free(pop).await;
+    assert!(p.cmd("RETR 2").await.starts_with("+OK"));
+    p.multi().await;
+    assert!(p.cmd("QUIT").await.starts_with("+OK"));
+    p.assert_closed().await;
+    let noop = imap(&mut i, "e", "NOOP").await;
+    assert_eq!(seen_numbers(&noop), [2], "NOOP after RETR + QUIT: {noop:?}");
+    assert_eq!(seen_flags(&mut i, "f").await, [2]);
+    imap(&mut i, "g", "LOGOUT").await;
 }
 
 /// Overlong lines, unterminated lines, too many errors, idle timeout.

@@ -14,34 +14,6 @@ use crate::{DOMAIN, IMAP_PORT, LMTP_PORT, POP3_PORT};
 /// The side's 127.0.N.0/24; the node is .1.
 const NET: u8 = 202;
 
-/// glibc's malloc setting the node runs with unless `BENCH_MALLOC_DEFAULTS=1`: a fixed mmap
-/// threshold (glibc's initial 128 KiB). With glibc's default, a dynamic threshold, the first
-/// freed argon2id work area (19 MiB, one per password check) raises the threshold above its
-/// size, so later work areas come from malloc's per-thread arenas and stay resident once
-/// freed: each LOGIN from 50 clients at once left about 8 MB behind (7.7 MiB per idle session
-/// with 1,000 sessions, 421 MiB after 50 logins), which would take a full run's 12,000 logins
-/// past the machine's memory. See docs/BENCHMARKS.md.
-pub const MALLOC_ENV: (&str, &str) = ("MALLOC_MMAP_THRESHOLD_", "131072");
-
-/// Whether the node runs with [`MALLOC_ENV`].
-pub fn malloc_fixed() -> bool {
-    std::env::var("BENCH_MALLOC_DEFAULTS").map_or(true, |v| v != "1")
-}
-
-/// Starts the node process, with [`MALLOC_ENV`] in its environment when [`malloc_fixed`]
-/// (the harness's `start` passes this process's environment on; Dovecot, started later, is
-/// not given it).
-fn start_node(cluster: &mut TestCluster) {
-    let fixed = malloc_fixed();
-    if fixed {
-        std::env::set_var(MALLOC_ENV.0, MALLOC_ENV.1);
-    }
-    cluster.node(1).start();
-    if fixed {
-        std::env::remove_var(MALLOC_ENV.0);
-    }
-}
-
 pub struct MailnodeSide {
     /// The node process; dropping it kills the node.
     cluster: TestCluster,
@@ -77,7 +49,7 @@ hostname = "imap.bench.example"
             root = node.dir.join("mailstore").display(),
         );
         common::set_extra_config(&cluster, 1, &extra);
-        start_node(&mut cluster);
+        cluster.node(1).start();
         let side = MailnodeSide { cluster, ip };
         side.wait_up().await;
         let api = side.cluster.api(1);
@@ -114,7 +86,7 @@ hostname = "imap.bench.example"
         let t = Instant::now();
         let status = self.cluster.node(1).terminate(Duration::from_secs(60));
         assert!(status.success(), "mailnode exited with {status} on SIGTERM");
-        start_node(&mut self.cluster);
+        self.cluster.node(1).start();
         self.wait_up().await;
         println!(
             "  restarted in {}",

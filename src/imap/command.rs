@@ -189,6 +189,8 @@ pub struct BadCommand {
 pub struct ParseLimits {
     pub max_nesting: usize,
     pub max_ranges: usize,
+    /// Deepest SEARCH criteria (`NOT`, `OR`, parentheses).
+    pub max_search_depth: usize,
 }
 
 /// Parses one complete command (final CRLF removed).

@@ -28,6 +28,9 @@ pub struct ImapConfig {
     pub max_literals: usize,
     /// Deepest nesting of parenthesised lists (SEARCH criteria, FETCH items).
     pub max_nesting: usize,
+    /// Deepest nesting of SEARCH and SORT criteria: `NOT`, `OR` and parentheses each add a
+    /// level (clients build long `OR OR OR …` chains; the parser and the matcher recurse).
+    pub max_search_depth: usize,
     /// Ranges in one sequence set (`1,3,5:7` is three).
     pub max_sequence_ranges: usize,
     /// Client errors (BAD replies) before the session is closed with `* BYE`.
@@ -63,6 +66,9 @@ pub struct ImapConfig {
     /// Where those temporary files go (`None`: the system's temporary directory). Put it on
     /// the mailstore volume's file system to spare a copy across file systems.
     pub spool_dir: Option<std::path::PathBuf>,
+    /// Bytes of message headers kept in memory for FETCH ENVELOPE and `BODY[HEADER.FIELDS …]`,
+    /// shared by all sessions (0: none; every such FETCH reads the message files).
+    pub header_cache_bytes: usize,
 }
 
 impl Default for ImapConfig {
@@ -75,6 +81,7 @@ impl Default for ImapConfig {
             max_command_size: 1024 * 1024,
             max_literals: 64,
             max_nesting: 16,
+            max_search_depth: 100,
             max_sequence_ranges: 10_000,
             max_errors: 20,
             max_auth_failures: 3,
@@ -89,6 +96,7 @@ impl Default for ImapConfig {
             max_search_messages: 100_000,
             spool_memory_limit: 256 * 1024,
             spool_dir: None,
+            header_cache_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -108,13 +116,14 @@ impl ImapConfig {
 
     /// Checks the relations between limits; the error names the key (without `imap.`).
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let positive: [(&'static str, u64); 14] = [
+        let positive: [(&'static str, u64); 15] = [
             ("max_line_length", self.max_line_length as u64),
             ("max_literal_size", self.max_literal_size.into()),
             ("max_append_size", self.max_append_size.into()),
             ("max_command_size", self.max_command_size as u64),
             ("max_literals", self.max_literals as u64),
             ("max_nesting", self.max_nesting as u64),
+            ("max_search_depth", self.max_search_depth as u64),
             ("max_sequence_ranges", self.max_sequence_ranges as u64),
             ("max_errors", self.max_errors.into()),
             ("max_auth_failures", self.max_auth_failures.into()),

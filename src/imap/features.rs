@@ -8,13 +8,14 @@
 //! removed syntax (`STATUS (RECENT)`, the `NEW`/`OLD`/`RECENT` search keys) is refused with
 //! BAD. CHECK, LSUB and the RFC822.* FETCH items, deprecated by IMAP4rev2, keep working.
 //! `ENABLE UTF8=ACCEPT` (RFC 6855) makes names UTF-8 and allows `APPEND … UTF8 (~{n})`;
-//! SEARCH with a CHARSET is then refused (RFC 6855 errata 4029).
+//! SEARCH with a CHARSET is then refused (RFC 6855 errata 4029). Either mode also makes
+//! ENVELOPE and BODYSTRUCTURE strings UTF-8 (quoted when they can be); other sessions get them
+//! 7-bit, non-ASCII as RFC 2047 encoded words (module `mime`).
 //!
 //! Of RFC 9051's changes from RFC 3501 (Appendix E) this server does not do: Unicode NFC
 //! normalisation of UTF-8 names and the LIST `OLDNAME` item (names are kept as sent; only
-//! INBOX is case-folded), UTF-8 in quoted ENVELOPE/BODYSTRUCTURE strings (non-ASCII goes out
-//! as literals, which every version accepts), `\Remote` (no remote mailboxes), and IDLE
-//! reports about mailboxes other than the selected one.
+//! INBOX is case-folded), `\Remote` (no remote mailboxes), and IDLE reports about mailboxes
+//! other than the selected one.
 //!
 //! No I/O: everything appends to the response buffer. Security note: enabling changes only
 //! how this session's names and responses are spelt; nothing here widens access.

@@ -5,17 +5,22 @@
 //! Each message is read, rendered and its response queued before the next one is read, and
 //! the response buffer is flushed whenever it passes its bound, so `FETCH 1:* BODY[]` holds
 //! one message at a time, never the mailbox. A message expunged meanwhile by another session
-//! is skipped.
+//! is skipped. A FETCH of header items only (ENVELOPE, `BODY[HEADER]`, `BODY[HEADER.FIELDS …]`:
+//! a client listing a mailbox) reads only each message's header, or finds it in the shared
+//! cache of module `headers`; those items are computed from the header block whenever it is
+//! well-formed, so they do not depend on how much of the message was read.
 
 use std::io;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 
-use crate::store::{FlagOp, Flags, MessageMeta, StoreError, SystemFlag};
+use crate::store::{FlagOp, Flags, MailboxHandle, MessageMeta, StoreError, SystemFlag};
 
 use super::binary::{self, BinaryError};
 use super::date::format_internal;
 use super::fetch_items::{BodyLabel, FetchAtt, SectionText};
+use super::headers::{self, HeaderCache, HeaderKey};
 use super::io::Io;
 use super::mime;
 use super::response::{flags as write_flags, literal, literal8, status_line, store_error};
@@ -38,6 +43,7 @@ impl Session<'_> {
         if changed_since.is_some() {
             self.condstore = true;
         }
+        let utf8 = self.utf8_names();
         let Some(sel) = self.selected.as_mut() else {
             return Ok(true);
         };
@@ -89,6 +95,11 @@ impl Session<'_> {
             }
         }
         let needs_content = items.iter().any(FetchAtt::needs_content);
+        // ENVELOPE and header sections only (what clients fetch to list a mailbox): the
+        // header is read, or taken from the cache, instead of the whole message.
+        let header_only = items
+            .iter()
+            .all(|a| !a.needs_content() || a.needs_only_header());
         // A whole message fetched last (BODY[], RFC822: what mbsync and imaplib ask for) is
         // streamed from its file when large, so it is never held in memory.
         let (streamable, head) = match items.split_last() {
@@ -112,7 +123,11 @@ impl Session<'_> {
         for i in idx {
             let meta = sel.msgs[i].clone();
             let recent = sel.is_recent(meta.uid);
-            let with_flags = seen_changed.contains(&meta.uid) && !items.contains(&FetchAtt::Flags);
+            let shape = Shape {
+                recent,
+                with_flags: seen_changed.contains(&meta.uid) && !items.contains(&FetchAtt::Flags),
+                utf8,
+            };
             if let Some(label) = streamable
                 .as_deref()
                 .filter(|_| meta.size > self.sh.cfg.max_output_buffer as u64)
@@ -131,8 +146,7 @@ impl Session<'_> {
                 };
                 let len = file.metadata().await?.len();
                 // The items before it need no content, so they cannot fail.
-                let any = render_open(&mut io.out, i + 1, &meta, recent, head, None, with_flags)
-                    .unwrap_or(true);
+                let any = render_open(&mut io.out, i + 1, &meta, head, None, shape).unwrap_or(true);
                 io.out.extend_from_slice(
                     format!("{}{label} {{{len}}}\r\n", if any { " " } else { "" }).as_bytes(),
                 );
@@ -149,7 +163,12 @@ impl Session<'_> {
                 continue;
             }
             let content = if needs_content {
-                match sel.handle.fetch(meta.uid).await {
+                let read = if header_only {
+                    read_header(&self.sh.headers, &sel.handle, &meta).await
+                } else {
+                    sel.handle.fetch(meta.uid).await.map(Content::Owned)
+                };
+                match read {
                     Ok(c) => Some(c),
                     Err(StoreError::NoSuchMessage(_)) => {
                         vanished = true;
@@ -164,15 +183,8 @@ impl Session<'_> {
             } else {
                 None
             };
-            let rendered = render(
-                &mut io.out,
-                i + 1,
-                &meta,
-                recent,
-                &items,
-                content.as_deref(),
-                with_flags,
-            );
+            let bytes = content.as_ref().map(Content::bytes);
+            let rendered = render(&mut io.out, i + 1, &meta, &items, bytes, shape);
             if let Err(e) = rendered {
                 status_line(&mut io.out, tag, "NO", &e.to_string());
                 return Ok(false);
@@ -195,18 +207,28 @@ impl Session<'_> {
     }
 }
 
+/// How one message's FETCH response is written, besides its items.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// The message is `\Recent` in this session.
+    pub recent: bool,
+    /// Add FLAGS (a non-PEEK body item set `\Seen` and FLAGS was not asked for).
+    pub with_flags: bool,
+    /// The session takes UTF-8 in ENVELOPE and BODYSTRUCTURE strings (UTF8=ACCEPT, IMAP4rev2).
+    pub utf8: bool,
+}
+
 /// `* seq FETCH (…)` for one message; nothing when a BINARY item cannot be decoded.
 pub fn render(
     out: &mut Vec<u8>,
     seq: usize,
     meta: &MessageMeta,
-    recent: bool,
     items: &[FetchAtt],
     content: Option<&[u8]>,
-    with_flags: bool,
+    shape: Shape,
 ) -> Result<(), BinaryError> {
     let start = out.len();
-    if let Err(e) = render_open(out, seq, meta, recent, items, content, with_flags) {
+    if let Err(e) = render_open(out, seq, meta, items, content, shape) {
         out.truncate(start);
         return Err(e);
     }
@@ -230,15 +252,34 @@ fn render_open(
     out: &mut Vec<u8>,
     seq: usize,
     meta: &MessageMeta,
-    recent: bool,
     items: &[FetchAtt],
     content: Option<&[u8]>,
-    with_flags: bool,
+    shape: Shape,
 ) -> Result<bool, BinaryError> {
+    let Shape {
+        recent,
+        with_flags,
+        utf8,
+    } = shape;
     let raw = content.unwrap_or_default();
+    // ENVELOPE and the root header sections come from the header alone when it is
+    // well-formed, whether `raw` is the whole message or only its header (the header-only
+    // read), so both give the same answer.
+    let head = items
+        .iter()
+        .any(FetchAtt::needs_only_header)
+        .then(|| headers::header_block(raw))
+        .flatten()
+        .map(|n| &raw[..n]);
     let needs_parse = items.iter().any(|a| match a {
-        FetchAtt::Envelope | FetchAtt::BodyStructure | FetchAtt::BodyBasic => true,
-        FetchAtt::Section { section, .. } => !section.part.is_empty() || section.text.is_some(),
+        FetchAtt::BodyStructure | FetchAtt::BodyBasic => true,
+        FetchAtt::Envelope => head.is_none(),
+        FetchAtt::Section { section, .. } if section.part.is_empty() => match section.text {
+            None => false,
+            Some(SectionText::Header | SectionText::HeaderFields { .. }) => head.is_none(),
+            Some(_) => true,
+        },
+        FetchAtt::Section { .. } => true,
         FetchAtt::Binary { part, .. } | FetchAtt::BinarySize { part } => !part.is_empty(),
         _ => false,
     });
@@ -275,15 +316,18 @@ fn render_open(
             }
             FetchAtt::Envelope => {
                 out.extend_from_slice(b"ENVELOPE ");
-                mime::envelope(out, raw, parsed.as_ref());
+                match head {
+                    Some(h) => mime::envelope(out, h, mime::parse(h).as_ref(), utf8),
+                    None => mime::envelope(out, raw, parsed.as_ref(), utf8),
+                }
             }
             FetchAtt::BodyStructure => {
                 out.extend_from_slice(b"BODYSTRUCTURE ");
-                mime::body_structure(out, raw, parsed.as_ref(), true);
+                mime::body_structure(out, raw, parsed.as_ref(), true, utf8);
             }
             FetchAtt::BodyBasic => {
                 out.extend_from_slice(b"BODY ");
-                mime::body_structure(out, raw, parsed.as_ref(), false);
+                mime::body_structure(out, raw, parsed.as_ref(), false, utf8);
             }
             FetchAtt::Section {
                 section,
@@ -292,8 +336,19 @@ fn render_open(
                 ..
             } => {
                 out.extend_from_slice(section_label(&section.spec(), *label).as_bytes());
-                let data = if section.part.is_empty() && section.text.is_none() {
+                let root = section.part.is_empty();
+                let data = if root && section.text.is_none() {
                     Some(std::borrow::Cow::Borrowed(raw))
+                } else if let (true, Some(h), Some(SectionText::Header)) =
+                    (root, head, &section.text)
+                {
+                    Some(std::borrow::Cow::Borrowed(h))
+                } else if let (true, Some(h), Some(SectionText::HeaderFields { not, fields })) =
+                    (root, head, &section.text)
+                {
+                    Some(std::borrow::Cow::Owned(mime::filter_headers(
+                        h, fields, *not,
+                    )))
                 } else if parsed.is_none()
                     && matches!(section.text, Some(SectionText::HeaderFields { .. }))
                 {
@@ -348,4 +403,75 @@ fn dotted(part: &[u32]) -> String {
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(".")
+}
+
+/// Octets read from the start of a message file to find its header; a longer header (rare)
+/// means reading the whole message.
+const HEADER_PREFIX: usize = 16 * 1024;
+
+/// A message's bytes as FETCH renders them: all of it, or only its header block.
+enum Content {
+    Owned(Vec<u8>),
+    Shared(Arc<[u8]>),
+}
+
+impl Content {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Content::Owned(v) => v,
+            Content::Shared(a) => a,
+        }
+    }
+}
+
+/// The header block of a message for header-only items: from the cache, else from the start
+/// of its file (then cached). The whole message when its header is not well-formed or does
+/// not end within [`HEADER_PREFIX`] octets.
+async fn read_header(
+    cache: &HeaderCache,
+    handle: &MailboxHandle,
+    meta: &MessageMeta,
+) -> Result<Content, StoreError> {
+    let key = HeaderKey {
+        user: handle.user().to_string(),
+        file: Arc::clone(&meta.file),
+        crc: meta.crc,
+        size: meta.size,
+    };
+    if let Some(block) = cache.get(&key) {
+        return Ok(Content::Shared(block));
+    }
+    let path = handle.message_path(meta.uid)?;
+    let uid = meta.uid;
+    let read = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let read = || -> std::io::Result<(Vec<u8>, bool)> {
+            let mut f = std::fs::File::open(&path)?;
+            let mut buf = Vec::with_capacity(HEADER_PREFIX);
+            (&mut f).take(HEADER_PREFIX as u64).read_to_end(&mut buf)?;
+            if let Some(n) = headers::header_block(&buf) {
+                buf.truncate(n);
+                return Ok((buf, true));
+            }
+            f.read_to_end(&mut buf)?;
+            Ok((buf, false))
+        };
+        read().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::NoSuchMessage(uid)
+            } else {
+                StoreError::Io { path, source: e }
+            }
+        })
+    })
+    .await
+    .map_err(|e| StoreError::Internal(e.to_string()))??;
+    Ok(match read {
+        (block, true) => {
+            let block: Arc<[u8]> = block.into();
+            cache.insert(key, Arc::clone(&block));
+            Content::Shared(block)
+        }
+        (whole, false) => Content::Owned(whole),
+    })
 }

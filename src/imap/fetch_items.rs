@@ -98,6 +98,22 @@ impl FetchAtt {
         )
     }
 
+    /// Whether the message's header is all this item needs: ENVELOPE, and `BODY[HEADER]`,
+    /// `BODY[HEADER.FIELDS[.NOT] (…)]` (and RFC822.HEADER) of the whole message.
+    pub fn needs_only_header(&self) -> bool {
+        match self {
+            FetchAtt::Envelope => true,
+            FetchAtt::Section { section, .. } => {
+                section.part.is_empty()
+                    && matches!(
+                        section.text,
+                        Some(SectionText::Header | SectionText::HeaderFields { .. })
+                    )
+            }
+            _ => false,
+        }
+    }
+
     /// Whether fetching it sets `\Seen`.
     pub fn sets_seen(&self) -> bool {
         matches!(

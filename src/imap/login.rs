@@ -72,6 +72,7 @@ impl Session<'_> {
             }
             Err(e) => {
                 let delay = self.sh.limiter.record_failure(ip, user);
+                crate::metrics::login_failed("imap");
                 tracing::info!(user = %user.chars().take(64).collect::<String>(), error = %e, "IMAP login failed");
                 io.flush().await?;
                 tokio::time::sleep(delay).await;

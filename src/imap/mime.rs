@@ -14,7 +14,7 @@ use base64::Engine;
 use mail_parser::{Address, Header, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
 
 use super::fetch_items::{Section, SectionText};
-use super::response::{nstring, string};
+use super::response::{string, utf8_string};
 
 /// Parses a stored message. `None` when it has no header at all (then it is all body).
 pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
@@ -76,17 +76,18 @@ fn raw_header<'a>(raw: &'a [u8], part: &MessagePart, name: &str) -> Option<Cow<'
     find(part, name).map(|h| raw_value(raw, h))
 }
 
-/// ENVELOPE of a message (`None`: a message without headers, all NIL).
-pub fn envelope(out: &mut Vec<u8>, raw: &[u8], msg: Option<&Message>) {
+/// ENVELOPE of a message (`None`: a message without headers, all NIL). `utf8`: the session
+/// takes UTF-8 strings (`ENABLE UTF8=ACCEPT` or IMAP4rev2), else every string is 7-bit.
+pub fn envelope(out: &mut Vec<u8>, raw: &[u8], msg: Option<&Message>, utf8: bool) {
     let Some(m) = msg else {
         out.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
         return;
     };
     let root = m.root_part();
     out.push(b'(');
-    nstring(out, raw_header(raw, root, "Date").as_deref());
+    ntext(out, raw_header(raw, root, "Date").as_deref(), utf8);
     out.push(b' ');
-    nstring(out, raw_header(raw, root, "Subject").as_deref());
+    ntext(out, raw_header(raw, root, "Subject").as_deref(), utf8);
     let addr = |name: &str| find(root, name).and_then(|h| h.value().as_address());
     let from = addr("From");
     for a in [
@@ -98,53 +99,68 @@ pub fn envelope(out: &mut Vec<u8>, raw: &[u8], msg: Option<&Message>) {
         addr("Bcc"),
     ] {
         out.push(b' ');
-        address_list(out, a);
+        address_list(out, a, utf8);
     }
     out.push(b' ');
-    nstring(out, raw_header(raw, root, "In-Reply-To").as_deref());
+    ntext(out, raw_header(raw, root, "In-Reply-To").as_deref(), utf8);
     out.push(b' ');
-    nstring(out, raw_header(raw, root, "Message-ID").as_deref());
+    ntext(out, raw_header(raw, root, "Message-ID").as_deref(), utf8);
     out.push(b')');
 }
 
-fn address_list(out: &mut Vec<u8>, a: Option<&Address>) {
+/// One address of an ENVELOPE list.
+fn address(out: &mut Vec<u8>, name: Option<&str>, email: Option<&str>, utf8: bool) {
+    if !utf8 && email.is_some_and(|e| !e.is_ascii()) {
+        // An SMTPUTF8 address has no 7-bit form. As RFC 6858 §3 downgrades it, a 7-bit
+        // session sees an empty group whose name is the whole mailbox in encoded words: shown
+        // readably, never mistaken for an address it could reply to.
+        let shown = match name {
+            Some(n) => format!("{n} <{}>", email.unwrap_or_default()),
+            None => email.unwrap_or_default().to_string(),
+        };
+        out.extend_from_slice(b"(NIL NIL ");
+        text(out, shown.as_bytes(), false);
+        out.extend_from_slice(b" NIL)(NIL NIL NIL NIL)");
+        return;
+    }
+    out.push(b'(');
+    ntext(out, name.map(str::as_bytes), utf8);
+    out.extend_from_slice(b" NIL ");
+    let (local, host) = match email {
+        Some(e) => match e.rsplit_once('@') {
+            Some((l, h)) => (Some(l), Some(h)),
+            None => (Some(e), None),
+        },
+        None => (None, None),
+    };
+    ntext(out, local.map(str::as_bytes), utf8);
+    out.push(b' ');
+    // RFC 3501: an empty host would mean a group; a bare name gets a placeholder host.
+    text(out, host.unwrap_or("missing-domain").as_bytes(), utf8);
+    out.push(b')');
+}
+
+fn address_list(out: &mut Vec<u8>, a: Option<&Address>, utf8: bool) {
     let Some(a) = a else {
         out.extend_from_slice(b"NIL");
         return;
     };
     let mut body = Vec::new();
-    let one = |body: &mut Vec<u8>, name: Option<&str>, email: Option<&str>| {
-        body.push(b'(');
-        nstring(body, name.map(encode_word).as_deref().map(str::as_bytes));
-        body.extend_from_slice(b" NIL ");
-        let (local, host) = match email {
-            Some(e) => match e.rsplit_once('@') {
-                Some((l, h)) => (Some(l), Some(h)),
-                None => (Some(e), None),
-            },
-            None => (None, None),
-        };
-        nstring(body, local.map(str::as_bytes));
-        body.push(b' ');
-        // RFC 3501: an empty host would mean a group; a bare name gets a placeholder host.
-        nstring(body, Some(host.unwrap_or("missing-domain").as_bytes()));
-        body.push(b')');
-    };
     match a {
         Address::List(list) => {
             for x in list {
-                one(&mut body, x.name.as_deref(), x.address.as_deref());
+                address(&mut body, x.name.as_deref(), x.address.as_deref(), utf8);
             }
         }
         Address::Group(groups) => {
             for g in groups {
                 if let Some(name) = &g.name {
                     body.extend_from_slice(b"(NIL NIL ");
-                    string(&mut body, encode_word(name).as_bytes());
+                    text(&mut body, name.as_bytes(), utf8);
                     body.extend_from_slice(b" NIL)");
                 }
                 for x in &g.addresses {
-                    one(&mut body, x.name.as_deref(), x.address.as_deref());
+                    address(&mut body, x.name.as_deref(), x.address.as_deref(), utf8);
                 }
                 if g.name.is_some() {
                     body.extend_from_slice(b"(NIL NIL NIL NIL)");
@@ -161,23 +177,69 @@ fn address_list(out: &mut Vec<u8>, a: Option<&Address>) {
     }
 }
 
-/// ASCII text as is; anything else as one RFC 2047 `B` encoded word (ENVELOPE strings are
-/// 7-bit for IMAP4rev1 clients).
-fn encode_word(s: &str) -> String {
-    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-        s.to_string()
+/// A string taken from a header, for this session. ASCII goes out as it is. Anything else
+/// (raw UTF-8 from SMTPUTF8 mail, decoded display names and parameters, stray 8-bit bytes,
+/// which become U+FFFD) is UTF-8 for a session that takes it (RFC 6855 §3, RFC 9051) and RFC
+/// 2047 encoded words for every other one (RFC 6855 §5: no 8-bit to a client that did not
+/// ask): a 7-bit session never receives a byte over 0x7f. NUL, which no IMAP string may hold,
+/// is dropped.
+fn text(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
+    let s: Cow<[u8]> = if s.contains(&0) {
+        Cow::Owned(s.iter().copied().filter(|&b| b != 0).collect())
     } else {
-        format!(
-            "=?utf-8?b?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
-        )
+        Cow::Borrowed(s)
+    };
+    if s.is_ascii() {
+        return string(out, &s);
+    }
+    let s = String::from_utf8_lossy(&s);
+    if utf8 {
+        utf8_string(out, &s);
+    } else {
+        string(out, encode_words(&s).as_bytes());
     }
 }
 
-/// BODYSTRUCTURE (`extended`) or BODY of a message.
-pub fn body_structure(out: &mut Vec<u8>, raw: &[u8], msg: Option<&Message>, extended: bool) {
+/// `NIL` or [`text`].
+fn ntext(out: &mut Vec<u8>, s: Option<&[u8]>, utf8: bool) {
+    match s {
+        Some(s) => text(out, s, utf8),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// Longest text in one encoded word: `=?utf-8?b?` + 60 base64 characters + `?=` is 72, under
+/// RFC 2047's 75.
+const WORD_BYTES: usize = 45;
+
+/// `s` as RFC 2047 `B` encoded words of at most 75 characters, cut between characters and
+/// separated by spaces (which decoders drop between encoded words).
+pub fn encode_words(s: &str) -> String {
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    let mut words = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(WORD_BYTES);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (word, tail) = rest.split_at(cut);
+        words.push(format!("=?utf-8?b?{}?=", b64.encode(word)));
+        rest = tail;
+    }
+    words.join(" ")
+}
+
+/// BODYSTRUCTURE (`extended`) or BODY of a message; `utf8` as for [`envelope`].
+pub fn body_structure(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    msg: Option<&Message>,
+    extended: bool,
+    utf8: bool,
+) {
     match msg {
-        Some(m) => part_structure(out, raw, m, 0, extended, false),
+        Some(m) => part_structure(out, raw, m, 0, extended, false, utf8),
         None => {
             let lines = raw.iter().filter(|&&b| b == b'\n').count();
             out.extend_from_slice(
@@ -192,7 +254,12 @@ pub fn body_structure(out: &mut Vec<u8>, raw: &[u8], msg: Option<&Message>, exte
     }
 }
 
-fn params(out: &mut Vec<u8>, attrs: Option<&[mail_parser::Attribute]>, default: &[(&str, &str)]) {
+fn params(
+    out: &mut Vec<u8>,
+    attrs: Option<&[mail_parser::Attribute]>,
+    default: &[(&str, &str)],
+    utf8: bool,
+) {
     let mut pairs: Vec<(&str, &str)> = attrs
         .unwrap_or_default()
         .iter()
@@ -210,22 +277,22 @@ fn params(out: &mut Vec<u8>, attrs: Option<&[mail_parser::Attribute]>, default: 
         if i > 0 {
             out.push(b' ');
         }
-        string(out, k.as_bytes());
+        text(out, k.as_bytes(), utf8);
         out.push(b' ');
-        string(out, encode_word(v).as_bytes());
+        text(out, v.as_bytes(), utf8);
     }
     out.push(b')');
 }
 
 /// The extension data shared by every part: disposition, language, location.
-fn ext_tail(out: &mut Vec<u8>, raw: &[u8], part: &MessagePart) {
+fn ext_tail(out: &mut Vec<u8>, raw: &[u8], part: &MessagePart, utf8: bool) {
     out.push(b' ');
     match part.content_disposition() {
         Some(d) => {
             out.push(b'(');
-            string(out, d.ctype().as_bytes());
+            text(out, d.ctype().as_bytes(), utf8);
             out.push(b' ');
-            params(out, d.attributes(), &[]);
+            params(out, d.attributes(), &[], utf8);
             out.push(b')');
         }
         None => out.extend_from_slice(b"NIL"),
@@ -234,7 +301,7 @@ fn ext_tail(out: &mut Vec<u8>, raw: &[u8], part: &MessagePart) {
     match part.content_language() {
         HeaderValue::Text(t) => {
             out.push(b'(');
-            string(out, t.as_bytes());
+            text(out, t.as_bytes(), utf8);
             out.push(b')');
         }
         HeaderValue::TextList(list) if !list.is_empty() => {
@@ -243,14 +310,18 @@ fn ext_tail(out: &mut Vec<u8>, raw: &[u8], part: &MessagePart) {
                 if i > 0 {
                     out.push(b' ');
                 }
-                string(out, t.as_bytes());
+                text(out, t.as_bytes(), utf8);
             }
             out.push(b')');
         }
         _ => out.extend_from_slice(b"NIL"),
     }
     out.push(b' ');
-    nstring(out, raw_header(raw, part, "Content-Location").as_deref());
+    ntext(
+        out,
+        raw_header(raw, part, "Content-Location").as_deref(),
+        utf8,
+    );
 }
 
 fn part_structure(
@@ -260,6 +331,7 @@ fn part_structure(
     pid: usize,
     extended: bool,
     in_digest: bool,
+    utf8: bool,
 ) {
     let Some(part) = m.parts.get(pid) else {
         out.extend_from_slice(b"NIL");
@@ -271,14 +343,14 @@ fn part_structure(
         let subtype = ct.and_then(|c| c.subtype()).unwrap_or("mixed");
         let digest = subtype.eq_ignore_ascii_case("digest");
         for &c in children {
-            part_structure(out, raw, m, c as usize, extended, digest);
+            part_structure(out, raw, m, c as usize, extended, digest, utf8);
         }
         out.push(b' ');
-        string(out, subtype.as_bytes());
+        text(out, subtype.as_bytes(), utf8);
         if extended {
             out.push(b' ');
-            params(out, ct.and_then(|c| c.attributes()), &[]);
-            ext_tail(out, raw, part);
+            params(out, ct.and_then(|c| c.attributes()), &[], utf8);
+            ext_tail(out, raw, part, utf8);
         }
         out.push(b')');
         return;
@@ -294,44 +366,49 @@ fn part_structure(
     };
     let body = slice(raw, part.offset_body, part.offset_end);
     out.push(b'(');
-    string(out, ctype.as_bytes());
+    text(out, ctype.as_bytes(), utf8);
     out.push(b' ');
-    string(out, subtype.as_bytes());
+    text(out, subtype.as_bytes(), utf8);
     out.push(b' ');
-    let text = ctype.eq_ignore_ascii_case("text");
+    let is_text = ctype.eq_ignore_ascii_case("text");
     params(
         out,
         ct.and_then(|c| c.attributes()),
-        if text {
+        if is_text {
             &[("charset", "us-ascii")]
         } else {
             &[]
         },
+        utf8,
     );
     out.push(b' ');
-    nstring(out, raw_header(raw, part, "Content-ID").as_deref());
+    ntext(out, raw_header(raw, part, "Content-ID").as_deref(), utf8);
     out.push(b' ');
-    nstring(out, raw_header(raw, part, "Content-Description").as_deref());
+    ntext(
+        out,
+        raw_header(raw, part, "Content-Description").as_deref(),
+        utf8,
+    );
     out.push(b' ');
     let enc = raw_header(raw, part, "Content-Transfer-Encoding");
-    string(out, enc.as_deref().unwrap_or(b"7bit"));
+    text(out, enc.as_deref().unwrap_or(b"7bit"), utf8);
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
     let lines = body.iter().filter(|&&b| b == b'\n').count();
     match nested {
         Some(n) if ctype.eq_ignore_ascii_case("message") => {
             let nraw = inner_raw(raw, part, n);
             out.push(b' ');
-            envelope(out, nraw, Some(n));
+            envelope(out, nraw, Some(n), utf8);
             out.push(b' ');
-            part_structure(out, nraw, n, 0, extended, false);
+            part_structure(out, nraw, n, 0, extended, false, utf8);
             out.extend_from_slice(format!(" {lines}").as_bytes());
         }
-        _ if text => out.extend_from_slice(format!(" {lines}").as_bytes()),
+        _ if is_text => out.extend_from_slice(format!(" {lines}").as_bytes()),
         _ => {}
     }
     if extended {
         out.extend_from_slice(b" NIL");
-        ext_tail(out, raw, part);
+        ext_tail(out, raw, part, utf8);
     }
     out.push(b')');
 }

@@ -10,16 +10,18 @@
 //! says what it offers and what the client enabled; `mailboxes` (+ `list`) serves the
 //! mailbox-level commands, `selected` keeps a selected mailbox's view in step with the store's
 //! change events (and `recent` the `\Recent` markers), `messages` and `fetch` serve the
-//! message-level commands, `mime` renders ENVELOPE/BODYSTRUCTURE/sections and `binary` decodes
-//! BINARY sections. Only APPEND, COPY, MOVE, STORE and EXPUNGE write, and only through
-//! `store::MailboxHandle` (invariant 5).
+//! message-level commands, `mime` renders ENVELOPE/BODYSTRUCTURE/sections, `headers` finds a
+//! message's header and keeps recently fetched ones in a bounded cache shared by the
+//! sessions, and `binary` decodes BINARY sections. Only APPEND, COPY, MOVE, STORE and EXPUNGE
+//! write, and only through `store::MailboxHandle` (invariant 5). The parsers are fuzzed by a
+//! seeded mutation fuzzer that runs with the unit tests (`fuzz`).
 //!
 //! It never touches the queue, never decides delivery, never logs passwords or message text.
 //! Security note: LOGIN and AUTHENTICATE are refused before TLS (LOGINDISABLED) unless
 //! `mailstore.allow_plaintext_login`; failed logins are slowed and limited per address and per
 //! user (`limiter`); every client-sized value (line, literal, command, nesting, sequence set,
-//! reply buffer, search work) is bounded by [`ImapConfig`]; literals over a limit are refused
-//! before they are read (a synchronising literal never gets its `+`).
+//! reply buffer, search work and nesting, header cache) is bounded by [`ImapConfig`]; literals
+//! over a limit are refused before they are read (a synchronising literal never gets its `+`).
 
 mod binary;
 mod command;
@@ -28,6 +30,9 @@ mod date;
 mod features;
 mod fetch;
 mod fetch_items;
+#[cfg(test)]
+pub(crate) mod fuzz;
+mod headers;
 mod io;
 mod limiter;
 mod list;
@@ -68,6 +73,8 @@ pub(crate) struct Shared {
     pub recent: Arc<RecentTracker>,
     /// Allow LOGIN/AUTHENTICATE without TLS (dev only).
     pub allow_plaintext_login: bool,
+    /// Recently fetched message headers, for FETCH ENVELOPE / BODY[HEADER.FIELDS …].
+    pub headers: headers::HeaderCache,
 }
 
 /// The IMAP protocol for [`crate::net::serve`]: one per listener (IMAP with STARTTLS, IMAPS).
@@ -84,6 +91,7 @@ impl ImapServer {
         allow_plaintext_login: bool,
     ) -> Self {
         let limiter = Arc::new(LoginLimiter::new(&cfg));
+        let cfg_headers = cfg.header_cache_bytes;
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -95,6 +103,7 @@ impl ImapServer {
                 limiter,
                 recent: Arc::new(RecentTracker::new(started)),
                 allow_plaintext_login,
+                headers: headers::HeaderCache::new(cfg_headers),
             }),
         }
     }

@@ -29,14 +29,6 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
-/// `NIL` or the string.
-pub fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>) {
-    match s {
-        Some(s) => string(out, s),
-        None => out.extend_from_slice(b"NIL"),
-    }
-}
-
 /// Appends `s` as a literal8 (`~{n}`, RFC 3516) when it holds NUL, else as a literal.
 pub fn literal8(out: &mut Vec<u8>, s: &[u8]) {
     if s.contains(&0) {
@@ -54,12 +46,19 @@ pub fn mailbox(out: &mut Vec<u8>, wire_name: &str) {
 /// A stored (UTF-8) mailbox name for a session: modified UTF-7 for IMAP4rev1, UTF-8 — quoted,
 /// as IMAP4rev2 and RFC 6855 allow — once the session enabled IMAP4rev2 or UTF8=ACCEPT.
 pub fn mailbox_name(out: &mut Vec<u8>, name: &str, utf8: bool) {
-    if !utf8 {
-        return string(out, mutf7::encode(name).as_bytes());
+    if utf8 {
+        utf8_string(out, name);
+    } else {
+        string(out, mutf7::encode(name).as_bytes());
     }
-    if name.len() < 1024 && !name.chars().any(char::is_control) {
+}
+
+/// UTF-8 text for a session that enabled it (RFC 6855 §3, IMAP4rev2's `QUOTED-CHAR`): a quoted
+/// string if it can be one, else a literal.
+pub fn utf8_string(out: &mut Vec<u8>, s: &str) {
+    if s.len() < 1024 && !s.chars().any(char::is_control) {
         out.push(b'"');
-        for b in name.bytes() {
+        for b in s.bytes() {
             if b == b'"' || b == b'\\' {
                 out.push(b'\\');
             }
@@ -67,7 +66,7 @@ pub fn mailbox_name(out: &mut Vec<u8>, name: &str, utf8: bool) {
         }
         out.push(b'"');
     } else {
-        literal(out, name.as_bytes());
+        literal(out, s.as_bytes());
     }
 }
 

@@ -61,10 +61,25 @@ fn date_arg(l: &mut Lexer) -> PResult<i64> {
 
 /// Parses one search key (a parenthesised group counts as one).
 pub fn parse_search_key(l: &mut Lexer, limits: ParseLimits) -> PResult<SearchKey> {
+    search_key(l, limits, 0)
+}
+
+/// One search key at nesting `depth`: `NOT`, `OR` and parentheses go one level deeper, up to
+/// `max_search_depth`, so neither this parser nor the matcher recurses without bound.
+fn search_key(l: &mut Lexer, limits: ParseLimits, depth: usize) -> PResult<SearchKey> {
     use SearchKey as K;
     use SystemFlag as F;
+    let nested = |l: &mut Lexer| {
+        if depth >= limits.max_search_depth {
+            return err(format!(
+                "search criteria nested too deeply (limit {})",
+                limits.max_search_depth
+            ));
+        }
+        search_key(l, limits, depth + 1)
+    };
     if l.peek() == Some(b'(') {
-        let keys = l.list(false, |l| parse_search_key(l, limits))?;
+        let keys = l.list(false, nested)?;
         return Ok(if keys.len() == 1 {
             keys.into_iter().next().unwrap_or(K::All)
         } else {
@@ -136,13 +151,13 @@ pub fn parse_search_key(l: &mut Lexer, limits: ParseLimits) -> PResult<SearchKey
         }
         "NOT" => {
             l.sp()?;
-            K::Not(Box::new(parse_search_key(l, limits)?))
+            K::Not(Box::new(nested(l)?))
         }
         "OR" => {
             l.sp()?;
-            let a = parse_search_key(l, limits)?;
+            let a = nested(l)?;
             l.sp()?;
-            let b = parse_search_key(l, limits)?;
+            let b = nested(l)?;
             K::Or(Box::new(a), Box::new(b))
         }
         _ => return err("unknown search key"),
@@ -384,6 +399,7 @@ mod tests {
     const LIMITS: ParseLimits = ParseLimits {
         max_nesting: 8,
         max_ranges: 100,
+        max_search_depth: 8,
     };
 
     fn key(s: &str) -> SearchKey {
@@ -469,6 +485,25 @@ mod tests {
         ] {
             let mut l = Lexer::new(bad.as_bytes(), 8);
             assert!(parse_search_key(&mut l, LIMITS).is_err(), "{bad}");
+        }
+        // NOT, OR and parentheses nest up to max_search_depth (8 here), not beyond: a chain
+        // of thousands once overflowed the stack (found by imap::fuzz).
+        let deep = |n: usize, k: &str| {
+            format!(
+                "{}SEEN{}",
+                k.repeat(n),
+                ")".repeat(if k == "(" { n } else { 0 })
+            )
+        };
+        for k in ["NOT ", "OR SEEN ", "("] {
+            key(&deep(8, k));
+            let too_deep = deep(9, k);
+            let mut l = Lexer::new(too_deep.as_bytes(), 100);
+            let e = parse_search_key(&mut l, LIMITS).unwrap_err();
+            assert!(e.0.contains("nested too deeply"), "{k}: {e}");
+            let huge = deep(100_000, k);
+            let mut l = Lexer::new(huge.as_bytes(), 100);
+            assert!(parse_search_key(&mut l, LIMITS).is_err());
         }
         assert!(key("OR (FROM a) BODY b").needs_content());
         assert!(!key("NOT (SEEN UID 1:*)").needs_content());

@@ -130,6 +130,7 @@ impl Session<'_> {
         ParseLimits {
             max_nesting: self.sh.cfg.max_nesting,
             max_ranges: self.sh.cfg.max_sequence_ranges,
+            max_search_depth: self.sh.cfg.max_search_depth,
         }
     }
 
@@ -195,6 +196,7 @@ impl Session<'_> {
                 Read::Command(buf) => match command::parse(&buf, self.limits()) {
                     Ok((tag, cmd)) => {
                         tracing::debug!(command = cmd.name(), "command");
+                        let _timed = crate::metrics::imap_command(cmd.name());
                         self.execute(io, &tag, cmd).await?
                     }
                     // An unsupported charset is well-formed: NO (RFC 3501 §6.4.4), not BAD.
@@ -226,6 +228,7 @@ impl Session<'_> {
     }
 
     pub(crate) fn after_error<S>(&mut self, io: &mut Io<S>) -> Flow {
+        crate::metrics::imap_error();
         if self.count_error() {
             io.out.extend_from_slice(b"* BYE too many errors\r\n");
             Flow::Close

@@ -17,7 +17,7 @@ use std::io;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::smtp::sasl::{self, SaslError};
-use crate::store::{StoreError, INBOX};
+use crate::store::{StoreError, SystemFlag, INBOX};
 
 use super::io::{strip_line_end, Input, Io};
 use super::session::{Flow, Maildrop, Msg, Session};
@@ -147,6 +147,7 @@ impl<A: Authenticator> Session<'_, A> {
             Err(LoginError::Invalid) => {
                 self.auth_failures += 1;
                 let delay = limiter.record_failure(ip, &user);
+                crate::metrics::login_failed("pop3");
                 tracing::info!(user = ?user, failures = self.auth_failures, "POP3 login failed");
                 // The growing delay is what makes guessing slow; the client cannot pipeline
                 // past it. Shutdown cuts it short.
@@ -207,6 +208,8 @@ impl<A: Authenticator> Session<'_, A> {
                             uid: m.uid,
                             size: m.size,
                             deleted: false,
+                            seen: m.flags.contains(SystemFlag::Seen),
+                            retrieved: false,
                         })
                         .collect(),
                 ),

@@ -7,8 +7,9 @@
 //! maildrop locks and the login limits. A login goes through an [`Authenticator`] (the
 //! directory via [`crate::auth::authenticate`] in production, legacy-hash rehash included);
 //! the maildrop is the user's INBOX, fixed at login from one store snapshot. The only store
-//! write is the expunge of the messages marked with DELE, and only at QUIT (the UPDATE state):
-//! a session that ends any other way (EOF, idle timeout, shutdown, abort) changes nothing.
+//! writes happen at QUIT (the UPDATE state): `\Seen` on the messages RETR sent (as Cyrus and
+//! Dovecot do; TOP does not count), then the expunge of the messages marked with DELE. A
+//! session that ends any other way (EOF, idle timeout, shutdown, abort) changes nothing.
 //! It never reads a whole message into memory: RETR and TOP stream the message file.
 //!
 //! Unique ids (UIDL) are `{uidvalidity:x}.{uid:x}` ([`unique_id`]): both come from the store's
@@ -30,10 +31,13 @@
 //!
 //! Code map: `command` (sans-I/O parser), `transfer` (sans-I/O RETR/TOP encoder), `io`
 //! (buffered lines and replies), `session` (state machine and transaction commands), `login`
-//! (USER/PASS/AUTH and the maildrop lock), `limiter`, `config`.
+//! (USER/PASS/AUTH and the maildrop lock), `limiter`, `config`; `fuzz` runs the parser and the
+//! encoder under the seeded mutation fuzzer of `imap::fuzz`.
 
 pub mod command;
 mod config;
+#[cfg(test)]
+mod fuzz;
 mod io;
 mod limiter;
 mod login;

@@ -1,6 +1,7 @@
 //! One POP3 session: the command loop and the state machine of RFC 1939 — AUTHORIZATION
 //! (greeting, CAPA, STLS, USER/PASS, AUTH) → TRANSACTION (STAT, LIST, UIDL, RETR, TOP, DELE,
-//! RSET, NOOP) → UPDATE (QUIT: expunge what DELE marked). The login commands live in `login`.
+//! RSET, NOOP) → UPDATE (QUIT: set `\Seen` on what RETR sent, as Cyrus and Dovecot do, then
+//! expunge what DELE marked). The login commands live in `login`.
 //!
 //! The session is generic over the connection's stream so tests can drive it over in-memory
 //! I/O. Its view of the maildrop is fixed at login (RFC 1939 numbers messages for the session);
@@ -16,10 +17,10 @@
 use std::io;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::net::{Conn, SessionCtx};
-use crate::store::{MailboxHandle, Store, StoreError};
+use crate::store::{FlagOp, Flags, MailboxHandle, Store, StoreError, SystemFlag};
 
 use super::command::{self, Command};
 use super::io::{strip_line_end, Input, Io};
@@ -27,8 +28,8 @@ use super::limiter::LoginLimiter;
 use super::transfer::Stuffer;
 use super::{unique_id, Authenticator, MaildropLock, MaildropLocks, Pop3Config};
 
-/// Octets of a message file read per chunk while streaming it.
-const FILE_CHUNK: usize = 64 * 1024;
+/// Octets of a message file read (and encoded) per trip to the blocking pool.
+const FILE_CHUNK: usize = 128 * 1024;
 
 /// What the listeners' sessions share.
 pub(crate) struct Shared<A> {
@@ -55,6 +56,10 @@ pub(crate) struct Msg {
     pub(crate) uid: u32,
     pub(crate) size: u64,
     pub(crate) deleted: bool,
+    /// It had `\Seen` when the maildrop was locked.
+    pub(crate) seen: bool,
+    /// RETR sent it whole in this session: it gets `\Seen` at QUIT (TOP does not count).
+    pub(crate) retrieved: bool,
 }
 
 /// The TRANSACTION state: the locked maildrop.
@@ -162,6 +167,7 @@ impl<A: Authenticator> Session<'_, A> {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
+        crate::metrics::pop3_error();
         self.errors += 1;
         io.err(text);
     }
@@ -232,6 +238,7 @@ impl<A: Authenticator> Session<'_, A> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
+        let _timed = crate::metrics::pop3_command(&cmd);
         let in_transaction = self.maildrop.is_some();
         match cmd {
             Command::Capa => self.capa(io),
@@ -298,7 +305,8 @@ impl<A: Authenticator> Session<'_, A> {
         Flow::Continue
     }
 
-    /// QUIT: in TRANSACTION, the UPDATE state — remove what DELE marked — then goodbye.
+    /// QUIT: in TRANSACTION, the UPDATE state — mark what RETR sent `\Seen`, remove what DELE
+    /// marked — then goodbye.
     async fn quit<S>(&mut self, io: &mut Io<S>) -> io::Result<Flow>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -313,22 +321,42 @@ impl<A: Authenticator> Session<'_, A> {
             .filter(|m| m.deleted)
             .map(|m| m.uid)
             .collect();
+        let read: Vec<u32> = md
+            .messages
+            .iter()
+            .filter(|m| m.retrieved && !m.seen && !m.deleted)
+            .map(|m| m.uid)
+            .collect();
         let (left, _) = md.stat();
-        let result = match (&md.handle, gone.is_empty()) {
-            (Some(handle), false) => handle.expunge(&gone).await.map(|_| ()),
-            _ => Ok(()),
-        };
-        match result {
-            Ok(()) => {
-                tracing::info!(user = %md.user, deleted = gone.len(), left, "POP3 update done");
-                io.ok(format!(
-                    "Mailnode POP3 server signing off ({left} messages left)"
-                ));
+        let mut failed = false;
+        if let Some(handle) = &md.handle {
+            if !read.is_empty() {
+                let seen = Flags::new().with(SystemFlag::Seen);
+                if let Err(e) = handle.store_flags(&read, FlagOp::Add, &seen, None).await {
+                    tracing::warn!(user = %md.user, error = %e, "POP3 update: \\Seen not set");
+                    failed = true;
+                }
             }
-            Err(e) => {
-                tracing::warn!(user = %md.user, error = %e, "POP3 update failed");
-                io.err("[SYS/TEMP] some deleted messages were not removed");
+            if !gone.is_empty() {
+                if let Err(e) = handle.expunge(&gone).await {
+                    tracing::warn!(user = %md.user, error = %e, "POP3 update: expunge failed");
+                    failed = true;
+                }
             }
+        }
+        if failed {
+            io.err("[SYS/TEMP] some changes were not saved");
+        } else {
+            tracing::info!(
+                user = %md.user,
+                deleted = gone.len(),
+                seen = read.len(),
+                left,
+                "POP3 update done"
+            );
+            io.ok(format!(
+                "Mailnode POP3 server signing off ({left} messages left)"
+            ));
         }
         // The lock goes with `md`, after the store has finished.
         drop(md);
@@ -423,47 +451,121 @@ impl<A: Authenticator> Session<'_, A> {
                 return Ok(Flow::Continue);
             }
         };
-        let mut file = match handle.open_message(msg.uid).await {
-            Ok(f) => f,
+        let removed =
+            |io: &mut Io<S>| io.err(format!("message {n} was removed by another session"));
+        let path = match handle.message_path(msg.uid) {
+            Ok(p) => p,
             Err(StoreError::NoSuchMessage(_)) => {
-                io.err(format!("message {n} was removed by another session"));
+                removed(io);
                 return Ok(Flow::Continue);
             }
             Err(e) => {
-                tracing::warn!(uid = msg.uid, error = %e, "cannot open a message");
+                tracing::warn!(uid = msg.uid, error = %e, "cannot find a message");
                 io.err("[SYS/TEMP] cannot read the message now");
                 return Ok(Flow::Continue);
             }
         };
-        let mut stuffer = match top {
-            None => {
-                io.ok(format!("{} octets", msg.size));
-                Stuffer::retr()
+        let stuffer = match top {
+            None => Stuffer::retr(),
+            Some(lines) => Stuffer::top(lines),
+        };
+        // Opening and the first chunk (for most messages, all of it) in one blocking call,
+        // before the `+OK`, so a message unlinked meanwhile still gets its `-ERR`.
+        let size = msg.size;
+        let first = blocking(move || {
+            let mut t = Transfer::new(std::fs::File::open(&path)?, stuffer, size);
+            t.step()?;
+            Ok(t)
+        })
+        .await;
+        let mut t = match first {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                removed(io);
+                return Ok(Flow::Continue);
             }
-            Some(lines) => {
-                io.ok("top of message follows");
-                Stuffer::top(lines)
+            Err(e) => {
+                tracing::warn!(uid = msg.uid, error = %e, "cannot read a message");
+                io.err("[SYS/TEMP] cannot read the message now");
+                return Ok(Flow::Continue);
             }
         };
-        let mut buf = vec![0u8; FILE_CHUNK];
-        let mut out = Vec::with_capacity(FILE_CHUNK + FILE_CHUNK / 8);
+        match top {
+            None => io.ok(format!("{} octets", msg.size)),
+            Some(_) => io.ok("top of message follows"),
+        }
         loop {
+            io.write(&t.out).await?;
+            if t.done {
+                break;
+            }
             // After the `+OK` the response cannot turn into `-ERR`: a read error ends the
             // session (without UPDATE) rather than sending a truncated message as whole.
-            let read = file.read(&mut buf).await?;
-            if read == 0 {
-                break;
-            }
-            out.clear();
-            let more = stuffer.push(&buf[..read], &mut out);
-            io.write(&out).await?;
-            if !more {
-                break;
+            t = blocking(move || t.step().map(|()| t)).await?;
+        }
+        if top.is_none() {
+            if let Some(m) = self
+                .maildrop
+                .as_mut()
+                .zip((n as usize).checked_sub(1))
+                .and_then(|(md, i)| md.messages.get_mut(i))
+            {
+                m.retrieved = true;
             }
         }
-        out.clear();
-        stuffer.finish(&mut out);
-        io.queue(&out);
         Ok(Flow::Continue)
+    }
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// A message file on its way out: read and encoded [`FILE_CHUNK`] octets per blocking step,
+/// so a typical message costs one trip to the blocking pool and a large one never sits in
+/// memory whole.
+struct Transfer {
+    file: std::fs::File,
+    stuffer: Stuffer,
+    buf: Vec<u8>,
+    /// The encoding of the last step.
+    out: Vec<u8>,
+    /// The response is complete (`.` line included).
+    done: bool,
+}
+
+impl Transfer {
+    fn new(file: std::fs::File, stuffer: Stuffer, size: u64) -> Transfer {
+        // One more than the file, so its end is seen without a second buffer growth.
+        let cap = usize::try_from(size).unwrap_or(FILE_CHUNK).min(FILE_CHUNK) + 1;
+        Transfer {
+            file,
+            stuffer,
+            buf: Vec::with_capacity(cap),
+            out: Vec::with_capacity(cap + cap / 32 + 8),
+            done: false,
+        }
+    }
+
+    /// Reads the next chunk and encodes it; at the end of the file (or of TOP) adds the
+    /// final `.` line and sets `done`. Blocking.
+    fn step(&mut self) -> io::Result<()> {
+        use std::io::Read;
+        self.buf.clear();
+        self.out.clear();
+        let read = (&mut self.file)
+            .take(FILE_CHUNK as u64)
+            .read_to_end(&mut self.buf)?;
+        let more = read > 0 && self.stuffer.push(&self.buf, &mut self.out);
+        if !more || read < FILE_CHUNK {
+            self.stuffer.finish(&mut self.out);
+            self.done = true;
+        }
+        Ok(())
     }
 }

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::net::Shutdown;
-use crate::store::{Flags, StoreConfig, INBOX};
+use crate::store::{Flags, StoreConfig, SystemFlag, INBOX};
 
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -236,4 +236,50 @@ async fn logins_that_fail_for_other_reasons() {
     // A connection accepted during the drain is greeted with the goodbye.
     let (_, greeting) = rig.connect().await;
     assert_eq!(greeting, "-ERR server shutting down");
+}
+
+/// RETR sets `\Seen` at QUIT (UPDATE), only on what it sent and only when the session QUITs;
+/// TOP is no retrieval; a message already seen or deleted is left alone.
+#[tokio::test]
+async fn retr_marks_seen_at_quit_only() {
+    let rig = rig();
+    for s in ["a", "b", "c", "d"] {
+        rig.deliver(&format!("Subject: {s}\r\n\r\nbody {s}\r\n"))
+            .await;
+    }
+    let inbox = rig.store.open_mailbox("alice@x.org", INBOX).await.unwrap();
+    let seen = || -> Vec<bool> {
+        inbox
+            .snapshot()
+            .unwrap()
+            .messages
+            .iter()
+            .map(|m| m.flags.contains(SystemFlag::Seen))
+            .collect()
+    };
+    // RETR, then the session dies: nothing changes.
+    let (mut c, _) = rig.connect().await;
+    assert!(c.cmd("USER alice@x.org").await.starts_with("+OK"));
+    assert!(c.cmd("PASS pw").await.starts_with("+OK"));
+    assert!(c.cmd("RETR 1").await.starts_with("+OK"));
+    c.multi().await;
+    c.session.abort();
+    let _ = c.session.await;
+    assert_eq!(seen(), [false; 4]);
+    // RETR 1, TOP 2, RETR 3 + DELE 3, RETR 4 twice, then QUIT.
+    let (mut c, _) = rig.connect().await;
+    assert!(c.cmd("USER alice@x.org").await.starts_with("+OK"));
+    assert!(c.cmd("PASS pw").await.starts_with("+OK"));
+    for cmd in ["RETR 1", "TOP 2 1", "RETR 3", "RETR 4", "RETR 4"] {
+        assert!(c.cmd(cmd).await.starts_with("+OK"), "{cmd}");
+        c.multi().await;
+    }
+    assert!(c.cmd("DELE 3").await.starts_with("+OK"));
+    // Before QUIT nothing is written.
+    assert_eq!(seen(), [false; 4]);
+    assert_eq!(
+        c.cmd("QUIT").await,
+        "+OK Mailnode POP3 server signing off (3 messages left)"
+    );
+    assert_eq!(seen(), [true, false, true], "messages 1, 2 and 4 remain");
 }

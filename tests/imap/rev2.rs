@@ -183,6 +183,41 @@ pub fn utf8_accept(s: &Setup) {
     c.expect("e", "SEARCH CHARSET UTF-8 ALL", "BAD");
     assert!(joined(&c.ok("e2", "SEARCH BODY \"Grüße\"")).contains("* SEARCH 2\r\n"));
     assert!(joined(&c.ok("e3", "LIST \"\" Entw*")).contains("\"Entwürfe\""));
+    // SMTPUTF8 mail (raw UTF-8 header fields): ENVELOPE in UTF-8 for this session…
+    let intl = "From: Jörg Müller <jörg@bücher.example>\r\nTo: erin@example.org\r\n\
+                Subject: Grüße aus Köln\r\nMessage-ID: <grüße@bücher.example>\r\n\r\nHallo\r\n";
+    c.send(format!("f APPEND INBOX UTF8 (~{{{}}}\r\n", intl.len()).as_bytes());
+    assert!(c.line().starts_with('+'));
+    c.send(intl.as_bytes());
+    c.send(b")\r\n");
+    let appended = c.until("f").pop().unwrap();
+    let uid = appended
+        .split_whitespace()
+        .nth(4)
+        .and_then(|u| u.trim_end_matches(']').parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("{appended}"));
+    c.ok("f1", "SELECT INBOX");
+    let env = joined(&c.ok("f2", &format!("UID FETCH {uid} ENVELOPE")));
+    for want in [
+        "\"Grüße aus Köln\"",
+        "(\"Jörg Müller\" NIL \"jörg\" \"bücher.example\")",
+        "\"<grüße@bücher.example>\"",
+    ] {
+        assert!(env.contains(want), "{want} in {env}");
+    }
+    c.ok("z", "LOGOUT");
+    // … and 7-bit (RFC 2047 encoded words, the address as an RFC 6858 group) for a session
+    // that did not enable UTF-8.
+    let mut c = Raw::login(&s.imap(), "erin@example.org");
+    c.ok("a", "SELECT INBOX");
+    let env = joined(&c.ok("b", &format!("UID FETCH {uid} (ENVELOPE BODYSTRUCTURE)")));
+    assert!(env.is_ascii(), "8-bit bytes to a 7-bit session: {env}");
+    for want in [
+        "\"=?utf-8?b?R3LDvMOfZSBhdXMgS8O2bG4=?=\"",
+        "((NIL NIL \"=?utf-8?b?SsO2cmcgTcO8bGxlciA8asO2cmdAYsO8Y2hlci5leGFtcGxlPg==?=\" NIL)(NIL NIL NIL NIL))",
+    ] {
+        assert!(env.contains(want), "{want} in {env}");
+    }
     c.ok("z", "LOGOUT");
     // imaplib: ENABLE, then names in UTF-8 (unquoted, as imaplib sends them).
     let script = r#"

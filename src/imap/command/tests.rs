@@ -3,6 +3,7 @@ use super::*;
 const LIMITS: ParseLimits = ParseLimits {
     max_nesting: 8,
     max_ranges: 100,
+    max_search_depth: 8,
 };
 
 fn ok(s: &str) -> Command {
