@@ -535,13 +535,13 @@ async fn a_paused_holder_fences_itself_before_another_takes_over() {
     rig.finish().await;
 }
 
-/// Partitions. Ignored in the default run: about one run in four fails here, with either
-/// openraft's debug assertion `Some(log_id) <= self.committed()` (log_state_reader.rs:23)
-/// panicking the Raft core of the node that was cut off while it led, when it rejoins, or the
-/// new leader not taking the lease from the cut-off holder within 20 s. Both are open bugs
-/// (issue 5's note); run it with `cargo nextest run --test failover --run-ignored all`.
+/// Partitions. This test failed about one run in four until lease grants carried the renewal
+/// count they were decided on: a leader cut off from the holder saw no renewals and proposed a
+/// grant that, forwarded once the partition healed, took the lease from the healthy holder
+/// (found by cluster/nemesis.sh). It passed 14 runs of 14 after that fix. Seen once before it,
+/// never since: openraft's debug assertion `Some(log_id) <= self.committed()`
+/// (log_state_reader.rs:23) in the Raft core of the node cut off while it led, as it rejoined.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug after a partition of the leader-holder heals; see issue 5's note"]
 async fn a_cut_off_holder_fences_itself_and_a_cut_off_leader_does_not_stop_mail() {
     let rig = Rig::start(63).await;
     let (second, _) = active_holder(&rig.c, 1, None, Duration::from_secs(20)).await;
