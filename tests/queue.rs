@@ -129,6 +129,49 @@ async fn success_dsn_only_where_asked_then_removed() {
     q.shutdown(Duration::from_secs(1)).await;
 }
 
+/// A mailstore address that accepts connections but never greets (a node that lost the lease
+/// with its sockets still open) is given up after `lmtp_command_timeout_ms`, not SMTP's
+/// 5 minutes, and the message goes to the new holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_mailstore_is_left_after_the_lmtp_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.83.5:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    let accept = tokio::spawn(async move {
+        while let Ok((sock, _)) = silent.accept().await {
+            keep.lock().unwrap().push(sock);
+        }
+    });
+    let lmtp = MiniServer::start("127.0.83.4", true, None).await;
+    let cfg = QueueConfig {
+        lmtp_command_timeout_ms: 300,
+        backoff_min_ms: 3_600_000,
+        backoff_max_ms: 3_600_000,
+        ..config(83)
+    };
+    let target = shared(Some(silent_addr));
+    let q = start(cfg, dir.path(), target.clone()).await;
+    q.enqueue(
+        envelope("sender@local.test", &["alice@local.test"]),
+        message("t83", "silent"),
+    )
+    .await
+    .unwrap();
+    wait_for(5, "a connection to the silent mailstore", || {
+        !held.lock().unwrap().is_empty()
+    })
+    .await;
+    *target.lock().unwrap() = Some(lmtp.addr);
+    // The command timeout is 5 s in this config: only the LMTP timeout can make this.
+    wait_empty(&q, 4).await;
+    let got = lmtp.received();
+    assert_eq!(got.len(), 1, "delivered once, no DSN: {got:?}");
+    accept.abort();
+    q.shutdown(Duration::from_secs(1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lmtp_failover_is_retried_fast_and_never_bounced() {
     let dir = tempfile::tempdir().unwrap();

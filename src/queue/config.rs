@@ -69,6 +69,12 @@ pub struct QueueConfig {
     pub command_timeout_ms: u64,
     /// Time allowed for the reply after the final `.` (RFC 5321 §4.5.3.2.6: 10 minutes).
     pub data_timeout_ms: u64,
+    /// Time allowed for each reply of the mailstore's LMTP server before `DATA`'s final reply
+    /// (greeting, LHLO, MAIL, RCPT, 354). Our own mailstore answers these in milliseconds; a
+    /// connection that stays silent is one to a node that just lost the mailstore (its socket
+    /// can outlive the failover), so it is given up quickly and the message retried on the
+    /// new holder, instead of after SMTP's 5 minutes.
+    pub lmtp_command_timeout_ms: u64,
     /// Most recipients per SMTP/LMTP transaction (RFC 5321 guarantees servers take 100).
     pub max_rcpt_per_transaction: usize,
     /// Most MX hosts tried per delivery attempt.
@@ -97,6 +103,7 @@ impl Default for QueueConfig {
             connect_timeout_ms: 30_000,
             command_timeout_ms: 300_000,
             data_timeout_ms: 600_000,
+            lmtp_command_timeout_ms: 30_000,
             max_rcpt_per_transaction: 100,
             max_mx_hosts: 5,
             dsn_return_limit: 100 * 1024,
@@ -163,6 +170,7 @@ impl QueueConfig {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("command_timeout_ms", self.command_timeout_ms),
             ("data_timeout_ms", self.data_timeout_ms),
+            ("lmtp_command_timeout_ms", self.lmtp_command_timeout_ms),
         ] {
             if v == 0 {
                 return bad(key, "must be greater than 0");
@@ -179,6 +187,9 @@ impl QueueConfig {
     }
     pub(crate) fn data_timeout(&self) -> Duration {
         Duration::from_millis(self.data_timeout_ms)
+    }
+    pub(crate) fn lmtp_command_timeout(&self) -> Duration {
+        Duration::from_millis(self.lmtp_command_timeout_ms)
     }
 }
 
@@ -207,6 +218,7 @@ mod tests {
             (|c| c.destination_concurrency = 0, "destination_concurrency"),
             (|c| c.hop_limit = 0, "hop_limit"),
             (|c| c.data_timeout_ms = 0, "data_timeout_ms"),
+            (|c| c.lmtp_command_timeout_ms = 0, "lmtp_command_timeout_ms"),
         ];
         for (mutate, key) in cases {
             let mut c = QueueConfig::default();

@@ -43,7 +43,7 @@ impl LmtpTransport {
             hostname: config.hostname.clone(),
             origin: origin.to_string(),
             connect_timeout: config.connect_timeout(),
-            timeout: config.command_timeout(),
+            timeout: config.lmtp_command_timeout(),
             data_timeout: config.data_timeout(),
         }
     }
