@@ -106,7 +106,10 @@ async fn success_dsn_only_where_asked_then_removed() {
     wait_empty(&q, 10).await;
     let got = lmtp.received();
     for rcpt in ["alice@local.test", "bob@local.test", "carol@local.test"] {
-        let n = got.iter().filter(|r| r.rcpt == rcpt && !r.from.is_empty()).count();
+        let n = got
+            .iter()
+            .filter(|r| r.rcpt == rcpt && !r.from.is_empty())
+            .count();
         assert_eq!(n, 1, "{rcpt} gets the message exactly once: {got:?}");
     }
     let dsns: Vec<_> = got.iter().filter(|r| r.from.is_empty()).collect();
