@@ -55,6 +55,28 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command's verb, upper case (`STARTTLS` for [`Command::StartTls`]): logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Ehlo(_) => "EHLO",
+            Command::Helo(_) => "HELO",
+            Command::Lhlo(_) => "LHLO",
+            Command::Mail(_) => "MAIL",
+            Command::Rcpt(_) => "RCPT",
+            Command::Data => "DATA",
+            Command::Bdat { .. } => "BDAT",
+            Command::Rset => "RSET",
+            Command::Noop => "NOOP",
+            Command::Quit => "QUIT",
+            Command::Vrfy => "VRFY",
+            Command::Help => "HELP",
+            Command::StartTls => "STARTTLS",
+            Command::Auth { .. } => "AUTH",
+        }
+    }
+}
+
 /// SASL mechanisms offered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mechanism {

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use crate::directory::Address;
 use crate::net::{Conn, RejectReason, SessionCtx};
 
-use crate::metrics::{self, maillog, SmtpCmd};
+use crate::metrics::{self, maillog};
 
 use super::command::{self, Command, MailFrom, RcptTo, ReversePath};
 use super::envelope::{Envelope, Recipient};
@@ -240,11 +240,11 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                     } else {
                         match command::parse(text) {
                             Ok(cmd) => {
-                                let _timed = metrics::smtp_command(self.shared.mode, kind(&cmd));
+                                let _timed = metrics::smtp_command(self.shared.mode, cmd.name());
                                 self.dispatch(io, cmd).await?
                             }
                             Err(e) => {
-                                drop(metrics::smtp_command(self.shared.mode, SmtpCmd::Other));
+                                drop(metrics::smtp_command(self.shared.mode, "other"));
                                 tracing::debug!(error = %e, "bad command");
                                 self.send(io, (&e).into());
                                 Flow::Continue
@@ -524,26 +524,6 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             orcpt: r.orcpt,
         });
         Reply::new(250, Enhanced(2, 1, 5), format!("recipient {shown} OK"))
-    }
-}
-
-/// The metrics label of a command.
-fn kind(cmd: &Command) -> SmtpCmd {
-    match cmd {
-        Command::Ehlo(_) => SmtpCmd::Ehlo,
-        Command::Helo(_) => SmtpCmd::Helo,
-        Command::Lhlo(_) => SmtpCmd::Lhlo,
-        Command::Mail(_) => SmtpCmd::Mail,
-        Command::Rcpt(_) => SmtpCmd::Rcpt,
-        Command::Data => SmtpCmd::Data,
-        Command::Bdat { .. } => SmtpCmd::Bdat,
-        Command::Rset => SmtpCmd::Rset,
-        Command::Noop => SmtpCmd::Noop,
-        Command::Quit => SmtpCmd::Quit,
-        Command::Vrfy => SmtpCmd::Vrfy,
-        Command::Help => SmtpCmd::Help,
-        Command::StartTls => SmtpCmd::StartTls,
-        Command::Auth { .. } => SmtpCmd::Auth,
     }
 }
 
