@@ -206,6 +206,21 @@ impl Directory {
                     Outcome::Done
                 }
             }
+            Command::PutSieveScript {
+                user,
+                name,
+                source,
+                activate,
+            } => self.put_sieve_script(user, name, source, *activate, &mut changes)?,
+            Command::ActivateSieveScript { user, name } => {
+                self.activate_sieve_script(user, name.as_deref(), &mut changes)?
+            }
+            Command::RenameSieveScript { user, from, to } => {
+                self.rename_sieve_script(user, from, to, &mut changes)?
+            }
+            Command::DeleteSieveScript { user, name } => {
+                self.delete_sieve_script(user, name, &mut changes)?
+            }
             Command::ImportUsers {
                 users,
                 aliases,
@@ -282,6 +297,9 @@ impl Directory {
                 address: addr,
                 referrers,
             });
+        }
+        if kind == Kind::User && self.sieve.contains_key(&addr) {
+            changes.push(self.del_sieve(&addr));
         }
         changes.push(self.del(kind, &addr));
         Ok(Outcome::Done)
@@ -393,6 +411,11 @@ impl Directory {
             address: address(text)?.into_string(),
             kind,
         })
+    }
+
+    /// The normalised address of an existing user.
+    pub(crate) fn existing_user_key(&self, text: &str) -> Result<String, DirectoryError> {
+        self.existing(Kind::User, text)
     }
 
     fn existing_user(&self, text: &str) -> Result<&User, DirectoryError> {

@@ -138,13 +138,50 @@ pub enum Command {
         #[serde(default)]
         create_domains: bool,
     },
+    /// Store (create or replace) one of a user's Sieve scripts. The receiving node compiles
+    /// the script before proposing this; `apply` checks only the name and the limits.
+    PutSieveScript {
+        /// The owner's address.
+        user: String,
+        /// The script's name (RFC 5804 rules).
+        name: String,
+        /// The script's source text.
+        source: String,
+        /// Also make it the active script.
+        #[serde(default)]
+        activate: bool,
+    },
+    /// Make one of a user's scripts the active one, or deactivate all (`None`).
+    ActivateSieveScript {
+        /// The owner's address.
+        user: String,
+        /// The script to run at delivery; `None` runs none.
+        name: Option<String>,
+    },
+    /// Rename a script; the active script stays active under its new name.
+    RenameSieveScript {
+        /// The owner's address.
+        user: String,
+        /// Current name.
+        from: String,
+        /// New name; must be free.
+        to: String,
+    },
+    /// Delete a script; refused for the active script (deactivate it first).
+    DeleteSieveScript {
+        /// The owner's address.
+        user: String,
+        /// The script's name.
+        name: String,
+    },
 }
 
 /// One persisted record that a command created, replaced or deleted. The cluster writes
 /// these to the state machine's store in the same transaction as the applied log index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
-    /// `d/<domain>`, `u/<address>`, `a/<address>` or `l/<address>`.
+    /// `d/<domain>`, `u/<address>`, `s/<address>` (Sieve scripts), `a/<address>` or
+    /// `l/<address>`.
     pub key: String,
     /// The record as JSON, or `None` when it was deleted.
     pub value: Option<Vec<u8>>,
@@ -178,6 +215,10 @@ impl Command {
             Command::ListAddMembers { .. } => "ListAddMembers",
             Command::ListRemoveMembers { .. } => "ListRemoveMembers",
             Command::ImportUsers { .. } => "ImportUsers",
+            Command::PutSieveScript { .. } => "PutSieveScript",
+            Command::ActivateSieveScript { .. } => "ActivateSieveScript",
+            Command::RenameSieveScript { .. } => "RenameSieveScript",
+            Command::DeleteSieveScript { .. } => "DeleteSieveScript",
         }
     }
 }
@@ -327,6 +368,42 @@ pub enum DirectoryError {
         /// The attribute, e.g. `display_name` or `prefs.signature`.
         field: String,
         /// Why.
+        reason: String,
+    },
+    /// The user has no Sieve script of that name.
+    #[error("{user} has no Sieve script named {name:?}: see `mailctl sieve list {user}`")]
+    NoSieveScript {
+        /// The owner.
+        user: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// A rename onto a name that is taken.
+    #[error(
+        "{user} already has a Sieve script named {name:?}: choose another name or delete it first"
+    )]
+    SieveScriptExists {
+        /// The owner.
+        user: String,
+        /// The name asked for.
+        name: String,
+    },
+    /// Deleting the active script.
+    #[error(
+        "Sieve script {name:?} is {user}'s active script: activate another one (or none) first"
+    )]
+    SieveScriptActive {
+        /// The owner.
+        user: String,
+        /// The script.
+        name: String,
+    },
+    /// A script or the number of scripts over the limits.
+    #[error("Sieve scripts of {user}: {reason}")]
+    SieveLimit {
+        /// The owner.
+        user: String,
+        /// Which limit.
         reason: String,
     },
     /// A persisted record that cannot be loaded: the state machine's store is damaged.

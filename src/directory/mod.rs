@@ -16,7 +16,8 @@
 //! carry hashes only. Every command is validated as hostile input, and a refused command
 //! changes nothing.
 //!
-//! Code map: [`address`] (parsing and normalising addresses), `model` (the records),
+//! Code map: [`address`] (parsing and normalising addresses), `model` (the records), `sieve`
+//! (users' Sieve scripts),
 //! `command` (commands, results, errors), `state` (maps, read API, persistence records),
 //! `apply` (the transition function), `resolve` (recipient resolution and graph checks),
 //! [`password`], [`import`] (CSV and LDIF).
@@ -28,6 +29,7 @@ pub mod import;
 mod model;
 pub mod password;
 mod resolve;
+mod sieve;
 mod state;
 
 pub use address::{Address, AddressError};
@@ -37,4 +39,7 @@ pub use model::{
     MAX_PREF_KEY, MAX_PREF_VALUE,
 };
 pub use resolve::{Resolution, ResolveError, MAX_DEPTH};
+pub use sieve::{
+    check_sieve_name, SieveScripts, MAX_SIEVE_NAME, MAX_SIEVE_SCRIPTS, MAX_SIEVE_SCRIPT_BYTES,
+};
 pub use state::Directory;

@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::address::{domain_of, key};
 use super::command::{Change, DirectoryError};
 use super::model::{Alias, Counts, DomainEntry, Kind, List, User};
+use super::sieve::SieveScripts;
 
 /// The replicated directory: domains, users, aliases and lists.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub struct Directory {
     pub(crate) aliases: HashMap<String, Alias>,
     /// Lists by normalised address.
     pub(crate) lists: HashMap<String, List>,
+    /// Users' Sieve scripts by the user's normalised address (only users that have some).
+    pub(crate) sieve: HashMap<String, SieveScripts>,
 }
 
 /// A domain and the index of what it holds.
@@ -92,6 +95,7 @@ const DOMAIN_PREFIX: &str = "d/";
 const USER_PREFIX: &str = "u/";
 const ALIAS_PREFIX: &str = "a/";
 const LIST_PREFIX: &str = "l/";
+const SIEVE_PREFIX: &str = "s/";
 
 fn record_key(kind: Option<Kind>, name: &str) -> String {
     let prefix = match kind {
@@ -191,7 +195,7 @@ impl Directory {
     }
 
     /// Every record as `(key, JSON)`, in a deterministic order (each domain followed by its
-    /// users, aliases and lists). [`Directory::from_records`] rebuilds an equal directory.
+    /// users, their Sieve scripts, aliases and lists). [`Directory::from_records`] rebuilds an equal directory.
     pub fn records(&self) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
         self.domains.values().flat_map(move |slot| {
             let domain =
@@ -199,6 +203,10 @@ impl Directory {
             let users = slot.users.iter().filter_map(move |a| {
                 let u = self.users.get(a)?;
                 Some((record_key(Some(Kind::User), a), to_json(u)))
+            });
+            let sieve = slot.users.iter().filter_map(move |a| {
+                let s = self.sieve.get(a)?;
+                Some((format!("{SIEVE_PREFIX}{a}"), to_json(s)))
             });
             let aliases = slot.aliases.iter().filter_map(move |a| {
                 let x = self.aliases.get(a)?;
@@ -208,7 +216,7 @@ impl Directory {
                 let l = self.lists.get(a)?;
                 Some((record_key(Some(Kind::List), a), to_json(l)))
             });
-            domain.chain(users).chain(aliases).chain(lists)
+            domain.chain(users).chain(sieve).chain(aliases).chain(lists)
         })
     }
 
@@ -219,6 +227,7 @@ impl Directory {
         let mut dir = Directory::new();
         // Domains first, whatever the input order, so that every entry finds its domain.
         let mut entries: Vec<(String, Entry)> = Vec::new();
+        let mut scripts: Vec<(String, SieveScripts)> = Vec::new();
         for (k, value) in records {
             let bad = |reason: String| DirectoryError::BadRecord {
                 key: k.clone(),
@@ -239,6 +248,11 @@ impl Directory {
             } else if k.starts_with(ALIAS_PREFIX) {
                 let a: Alias = serde_json::from_slice(&value).map_err(json)?;
                 (a.address.clone(), Entry::Alias(a))
+            } else if k.starts_with(SIEVE_PREFIX) {
+                let s: SieveScripts = serde_json::from_slice(&value).map_err(json)?;
+                check_key(&k, &s.user)?;
+                scripts.push((k, s));
+                continue;
             } else if k.starts_with(LIST_PREFIX) {
                 let l: List = serde_json::from_slice(&value).map_err(json)?;
                 (l.address.clone(), Entry::List(l))
@@ -265,6 +279,25 @@ impl Directory {
                 Entry::Alias(a) => dir.put_alias(a),
                 Entry::List(l) => dir.put_list(l),
             };
+        }
+        for (k, s) in scripts {
+            let bad = |reason: &str| DirectoryError::BadRecord {
+                key: k.clone(),
+                reason: reason.to_string(),
+            };
+            if !dir.users.contains_key(&s.user) {
+                return Err(bad("Sieve scripts of a user that has no record"));
+            }
+            if s.active
+                .as_ref()
+                .is_some_and(|a| !s.scripts.contains_key(a))
+            {
+                return Err(bad("the active Sieve script does not exist"));
+            }
+            if dir.sieve.contains_key(&s.user) {
+                return Err(bad("duplicate Sieve record"));
+            }
+            dir.put_sieve(s);
         }
         Ok(dir)
     }
@@ -330,6 +363,23 @@ impl Directory {
         let change = self.index(Kind::List, &list.address, Some(to_json(&list)));
         self.lists.insert(list.address.clone(), list);
         change
+    }
+
+    pub(crate) fn put_sieve(&mut self, scripts: SieveScripts) -> Change {
+        let change = Change {
+            key: format!("{SIEVE_PREFIX}{}", scripts.user),
+            value: Some(to_json(&scripts)),
+        };
+        self.sieve.insert(scripts.user.clone(), scripts);
+        change
+    }
+
+    pub(crate) fn del_sieve(&mut self, user: &str) -> Change {
+        self.sieve.remove(user);
+        Change {
+            key: format!("{SIEVE_PREFIX}{user}"),
+            value: None,
+        }
     }
 
     pub(crate) fn del(&mut self, kind: Kind, address: &str) -> Change {
