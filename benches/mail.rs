@@ -34,18 +34,19 @@ mod measure;
 mod peer_side;
 #[path = "mail/procs.rs"]
 mod procs;
+#[path = "mail/smtp_wait.rs"]
+mod smtp_wait;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio::io::AsyncBufReadExt;
 
 use load::Load;
 use mailnode_side::MailnodeSide;
 use measure::{fmt_count, fmt_duration, fmt_kib, machine};
 use peer_side::PeerSide;
 use procs::{memory, settle, tree, Memory, Peak, PeakSampler};
+pub use smtp_wait::{greets, wait_for_smtp};
 
 /// The mail domain of every recipient, on both sides.
 pub const DOMAIN: &str = "bench.example";
@@ -419,33 +420,6 @@ async fn quiet(roots: &[u32]) {
             "  (servers quiet (< 10% of a CPU) after {})",
             fmt_duration(waited)
         );
-    }
-}
-
-/// Whether `addr` answers with an SMTP/LMTP `220` greeting.
-pub async fn greets(addr: SocketAddr) -> bool {
-    let attempt = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let mut line = String::new();
-        tokio::io::BufReader::new(tcp)
-            .read_line(&mut line)
-            .await
-            .ok()?;
-        Some(line.starts_with("220"))
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
-
-/// Waits until `addr` greets, or panics.
-pub async fn wait_for_smtp(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
-    while !greets(addr).await {
-        assert!(Instant::now() < deadline, "no SMTP greeting from {addr}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -30,6 +30,12 @@ impl MailnodeSide {
     /// `mail.max_per_ip` (every benchmark client comes from 127.0.0.1), creates the domain and
     /// `users`, and waits until the MX answers.
     pub async fn start(users: &[String], max_connections: usize) -> MailnodeSide {
+        MailnodeSide::start_with(users, max_connections, "").await
+    }
+
+    /// [`MailnodeSide::start`] with `more` appended to the node's configuration (whole TOML
+    /// sections, e.g. `[metrics]`).
+    pub async fn start_with(users: &[String], max_connections: usize, more: &str) -> MailnodeSide {
         let mut cluster = TestCluster::new(NET, 1, Tuning::default());
         let node = &cluster.nodes[0];
         let store = node.dir.join("mailstore");
@@ -48,6 +54,7 @@ spool_dir = "{spool}"
 root = "{root}"
 lmtp_listen = "{ip}:2424"
 create_if_missing = true
+{more}
 "#,
             ip = node.ip,
             spool = node.data_dir().join("spool").display(),
