@@ -31,6 +31,7 @@ mod renewer;
 pub mod state;
 pub mod vip;
 pub mod volume;
+mod watchdog;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,6 +72,13 @@ pub struct FailoverConfig {
     /// The virtual IP clients and queues use; absent: none (clients reach the holder by its
     /// own addresses, the queues by the LMTP address it registered).
     pub vip: Option<VipConfig>,
+    /// A watchdog device (e.g. `/dev/watchdog`) armed while this node holds the volume: it
+    /// resets the machine `watchdog_timeout_s` after the last committed renewal unless the
+    /// volume was released by then (an unmount that hangs, a paused or killed holder). Absent:
+    /// no watchdog. Never in containers that share the host's device.
+    pub watchdog_device: Option<std::path::PathBuf>,
+    /// The watchdog's timeout, in seconds.
+    pub watchdog_timeout_s: u64,
 }
 
 impl Default for FailoverConfig {
@@ -84,6 +92,8 @@ impl Default for FailoverConfig {
             fence_timeout_ms: 30_000,
             volume: VolumeConfig::default(),
             vip: None,
+            watchdog_device: None,
+            watchdog_timeout_s: 10,
         }
     }
 }
@@ -119,6 +129,18 @@ impl FailoverConfig {
         }
         if let Some(vip) = &self.vip {
             vip.validate()?;
+        }
+        if self.watchdog_device.is_some()
+            && (self.watchdog_timeout_s < 5
+                || self.watchdog_timeout_s * 1000 < 4 * self.fence_grace_ms)
+        {
+            return Err((
+                "watchdog_timeout_s",
+                format!(
+                    "must be at least 5 s and 4 × fence_grace_ms ({} ms): fencing and the unmount must fit in it, or a healthy holder is reset",
+                    4 * self.fence_grace_ms
+                ),
+            ));
         }
         if self.volume.device.is_some() && self.volume.fstype.is_empty() {
             return Err(("volume.fstype", "must name a file system type".into()));
@@ -192,6 +214,10 @@ impl Failover {
             point: root,
         };
         let vip = config.vip.clone().map(Vip::new);
+        let watchdog = config
+            .watchdog_device
+            .clone()
+            .map(|d| watchdog::Watchdog::new(d, Duration::from_secs(config.watchdog_timeout_s)));
         tokio::spawn(leader_loop(
             cluster.clone(),
             config.clone(),
@@ -207,6 +233,7 @@ impl Failover {
             role: tx,
             fence: Arc::new(WriteFence::new()),
             vip,
+            watchdog,
         };
         let task = tokio::spawn(holder.run(shutdown));
         Failover {
@@ -362,6 +389,8 @@ struct Holder {
     fence: Arc<WriteFence>,
     /// The virtual IP, claimed after the volume and released before it.
     vip: Option<Vip>,
+    /// Armed from the confirmed lease until the volume is released.
+    watchdog: Option<watchdog::Watchdog>,
 }
 
 /// Why a holder stops serving.
@@ -495,6 +524,15 @@ impl Holder {
         // From here a background task renews, so long steps (a fence agent, an XFS log
         // replay) never cost the lease; every step checks it is still ours.
         let renewer = Renewer::start(self, epoch, last_ok, budget);
+        if let Some(wd) = &self.watchdog {
+            if let Err(e) = wd.arm(self.fence.clone()) {
+                crate::metrics::volume_error("watchdog");
+                return Stop::Failed(format!(
+                    "cannot arm the watchdog {}: {e}; check failover.watchdog_device",
+                    wd.path().display()
+                ));
+            }
+        }
         let taken_from = state
             .borrow()
             .last_failover
@@ -622,6 +660,17 @@ impl Holder {
         }
     }
 
+    /// Disarms the watchdog once the volume is released (a no-op without one, or unarmed).
+    /// While the release fails the watchdog stays armed, unpetted: it resets this node.
+    async fn disarm_watchdog(&self) {
+        let Some(wd) = &self.watchdog else { return };
+        // Quick: the petting thread wakes at once and a device write does not block.
+        if let Err(e) = wd.disarm() {
+            crate::metrics::volume_error("watchdog");
+            tracing::error!(device = %wd.path().display(), error = %e, "mailstore: cannot disarm the watchdog; it will reset this node");
+        }
+    }
+
     /// Stops the services and releases the volume. Idempotent.
     async fn fence(&self) {
         self.fence.close();
@@ -641,7 +690,10 @@ impl Holder {
         }
         let volume = self.volume.clone();
         match tokio::task::spawn_blocking(move || volume.release()).await {
-            Ok(Ok(())) => self.set(|r| r.volume = false),
+            Ok(Ok(())) => {
+                self.set(|r| r.volume = false);
+                self.disarm_watchdog().await;
+            }
             Ok(Err(e)) => {
                 crate::metrics::volume_error("release");
                 tracing::error!(error = %e, "mailstore: cannot release the volume");
@@ -694,6 +746,23 @@ mod tests {
             "fence_timeout_ms"
         );
         assert_eq!(agent(&[""], 10).validate().unwrap_err().0, "fence_command");
+        let watchdog = |timeout_s, fence_grace_ms| FailoverConfig {
+            watchdog_device: Some("/dev/watchdog".into()),
+            watchdog_timeout_s: timeout_s,
+            fence_grace_ms,
+            safety_margin_ms: 2000,
+            lease_ms: 4000,
+            ..FailoverConfig::default()
+        };
+        assert!(watchdog(10, 500).validate().is_ok());
+        assert_eq!(
+            watchdog(4, 500).validate().unwrap_err().0,
+            "watchdog_timeout_s"
+        );
+        assert_eq!(
+            watchdog(5, 1500).validate().unwrap_err().0,
+            "watchdog_timeout_s"
+        );
     }
 
     #[test]

@@ -454,7 +454,7 @@ impl Metrics {
             volume_errors: counter_vec(
                 &r,
                 "mailnode_mailstore_volume_errors_total",
-                "Failures to take (mount, owner record) or release (unmount) the mailstore volume.",
+                "Failures to take (mount, owner record) or release (unmount) the mailstore volume, or to arm or disarm its watchdog.",
                 &["op"],
             ),
             vip_errors: counter_vec(
@@ -477,7 +477,7 @@ impl Metrics {
         for result in ["ok", "failed"] {
             m.activations.with_label_values(&[result]);
         }
-        for op in ["take", "release"] {
+        for op in ["take", "release", "watchdog"] {
             m.volume_errors.with_label_values(&[op]);
         }
         for op in ["claim", "release"] {
