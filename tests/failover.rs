@@ -226,7 +226,13 @@ struct Rig {
 
 impl Rig {
     async fn start(net: u8) -> Rig {
+        Rig::start_with(net, |_| {}).await
+    }
+
+    /// [`Rig::start`], with `prepare` run on the cluster before the nodes start.
+    async fn start_with(net: u8, prepare: impl FnOnce(&mut TestCluster)) -> Rig {
         let mut c = TestCluster::new(net, 3, Tuning::default());
+        prepare(&mut c);
         let root = c.tmp.path().join("mailstore");
         for id in 1..=3 {
             let spool = c.nodes[(id - 1) as usize].data_dir().join("spool");
@@ -533,6 +539,120 @@ async fn a_paused_holder_fences_itself_before_another_takes_over() {
     }
     rig.more_acked(10).await;
     rig.finish().await;
+}
+
+/// libfaketime (Debian's `faketime`) under every node, driven by one file per node, so a test
+/// can move a node's wall clock while its monotonic clock runs on.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+fn set_wall_clock_offset(c: &TestCluster, id: u64, offset: &str) {
+    std::fs::write(c.nodes[(id - 1) as usize].dir.join("faketime"), offset).unwrap();
+}
+
+/// The newest RFC 3339 timestamp at the start of a node's log lines (the tracing format).
+fn last_log_time(c: &TestCluster, id: u64) -> Option<String> {
+    let log = c.nodes[(id - 1) as usize].log();
+    log.lines()
+        .map(strip_ansi)
+        .filter_map(|l| l.get(..19).map(str::to_string))
+        .filter(|t| t.len() == 19 && t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b'T')
+        .max()
+}
+
+/// A log line without its terminal colour codes (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A wall-clock jump (NTP stepping the clock, an operator's `date -s`) on the holder and on
+/// another node, an hour forward and an hour back, under load: the lease, the write fence and
+/// Raft's timers run on the monotonic clock, so nothing moves — same holder, same epoch — and
+/// every acknowledged message is delivered once. libfaketime fakes only the wall clock
+/// (`FAKETIME_DONT_FAKE_MONOTONIC=1`); the test checks from the nodes' log timestamps that the
+/// jump really happened in the processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wall_clock_jumps_do_not_move_the_lease() {
+    assert!(
+        Path::new(LIBFAKETIME).exists(),
+        "{LIBFAKETIME} is missing: apt-get install faketime"
+    );
+    let rig = Rig::start_with(64, |c| {
+        for n in &mut c.nodes {
+            let file = n.dir.join("faketime");
+            std::fs::write(&file, "+0").unwrap();
+            n.env = vec![
+                ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+                ("FAKETIME_TIMESTAMP_FILE".into(), file.display().to_string()),
+                ("FAKETIME_NO_CACHE".into(), "1".into()),
+                ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+            ];
+        }
+    })
+    .await;
+    let (holder, epoch) = active_holder(&rig.c, 1, None, Duration::from_secs(20)).await;
+    rig.more_acked(10).await;
+    let other = if holder == 1 { 2 } else { 1 };
+    set_wall_clock_offset(&rig.c, holder, "+3600");
+    set_wall_clock_offset(&rig.c, other, "-3600");
+    // Two leases' worth of load with the clocks apart, then back.
+    let until = Instant::now() + Duration::from_secs(7);
+    while Instant::now() < until {
+        rig.more_acked(5).await;
+    }
+    let ahead = last_log_time(&rig.c, holder).unwrap_or_default();
+    set_wall_clock_offset(&rig.c, holder, "+0");
+    set_wall_clock_offset(&rig.c, other, "+0");
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        rig.more_acked(5).await;
+    }
+    // The jump reached the holder: it logged (renewals, mail) with a clock 50+ minutes ahead.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ahead_secs = rfc3339_secs(&ahead);
+    assert!(
+        ahead_secs >= now + 50 * 60 - 30,
+        "the holder's log shows no jumped clock (last time {ahead:?}): is libfaketime working?"
+    );
+    for id in 1..=3 {
+        let m = lease(&rig.c, id).await.expect("status");
+        assert_eq!(
+            (m["holder"].as_u64(), m["epoch"].as_u64()),
+            (Some(holder), Some(epoch)),
+            "node {id} sees the lease moved after a wall-clock jump: {m}"
+        );
+    }
+    rig.finish().await;
+}
+
+/// Seconds since the epoch of `YYYY-MM-DDTHH:MM:SS` (UTC).
+fn rfc3339_secs(t: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| t.get(r).and_then(|x| x.parse::<i64>().ok()).unwrap_or(0);
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    (days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19)).max(0) as u64
 }
 
 /// Partitions. This test failed about one run in four until lease grants carried the renewal

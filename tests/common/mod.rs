@@ -22,6 +22,8 @@ pub struct NodeProc {
     pub dir: PathBuf,
     pub config: PathBuf,
     pub child: Option<Child>,
+    /// Extra environment for the process (e.g. libfaketime's), set before `start`.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeProc {
@@ -46,6 +48,7 @@ impl NodeProc {
             .arg("--config")
             .arg(&self.config)
             .env("RUST_LOG", "info,openraft=warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -253,6 +256,7 @@ impl TestCluster {
                 dir,
                 config,
                 child: None,
+                env: Vec::new(),
             });
         }
         TestCluster {
