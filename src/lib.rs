@@ -33,6 +33,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod antiube;
 pub mod auth;
 pub mod cluster;
 pub mod config;
