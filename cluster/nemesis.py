@@ -432,21 +432,22 @@ def dir_writer(run, cluster):
         name = f"w{i}.nemesis.test"
         t = time.monotonic()
         scenario = run.scenario
-        # As the API asks of a client whose write met a leader change ("may or may not have
-        # been applied: check with a read, then retry"): retry; a 409 for the domain now
-        # means an earlier attempt was applied. It must be done within WRITE_BOUND.
+        # As the API asks of a client whose write met a leader change (HTTP 504, "may or may
+        # not have been applied: check with a read, then retry"): retry; "already exists"
+        # (409) on a retry means an earlier attempt was applied, any other 409 is a failure.
+        # It must be done within WRITE_BOUND.
         tries, first_error = 0, None
         while True:
             tries += 1
             st, body = cluster.api(node, "POST", "/api/domains", {"name": name}, timeout=20)
-            if st == 200 or (st == 409 and tries > 1):
+            if st == 200 or (st == 409 and tries > 1 and "already exists" in str(body)):
                 break
             first_error = first_error or f"HTTP {st} {body}"
             if node not in run.healthy() or time.monotonic() - t > WRITE_BOUND:
                 break
             time.sleep(0.2)
         dt = time.monotonic() - t
-        if st == 200 or (st == 409 and tries > 1):
+        if st == 200 or (st == 409 and tries > 1 and "already exists" in str(body)):
             run.stat("writes_ok")
             if tries > 1:
                 run.stat("writes_retried")

@@ -6,8 +6,24 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Api, Cut, TestCluster, Tuning};
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use serde_json::json;
+
+/// Serialises the tests that share one loopback /24 (nextest runs tests in parallel processes):
+/// held until dropped.
+fn net_lock(net: u8) -> Flock<std::fs::File> {
+    let path = std::env::temp_dir().join(format!("mailnode-test-net-{net}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap();
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .unwrap()
+}
 
 fn user(addr: &str) -> serde_json::Value {
     json!({"address": addr, "password_hash": "{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="})
@@ -186,6 +202,7 @@ async fn a_wiped_node_rejoins_and_catches_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
+    let _net = net_lock(13);
     let mut c = TestCluster::new(13, 2, Tuning::default());
     // Node 2 gets a certificate from a rogue CA (and trusts that CA).
     let rogue = c.tmp.path().join("rogue");
@@ -248,8 +265,85 @@ async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     );
 }
 
+/// Rewrites `[node] id` in node `n`'s config.
+fn set_node_id(c: &mut TestCluster, n: u64, from: u64, to: u64) {
+    let path = c.node(n).config.clone();
+    let cfg = std::fs::read_to_string(&path).unwrap();
+    let (old, new) = (format!("\nid = {from}\n"), format!("\nid = {to}\n"));
+    assert!(cfg.contains(&old), "{cfg}");
+    std::fs::write(&path, cfg.replace(&old, &new)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_with_one_id_are_refused_at_join_and_at_start() {
+    // Shares 127.0.13.x with `a_peer_with_a_certificate_from_another_ca_is_refused`.
+    let _net = net_lock(13);
+    let mut c = TestCluster::new(13, 2, Tuning::default());
+    // Node 2 is configured with node 1's id (a copied config).
+    set_node_id(&mut c, 2, 2, 1);
+    c.node(1).start();
+    c.node(2).start();
+    c.api(1).wait_ready(Duration::from_secs(20)).await;
+    c.api(2)
+        .wait_for("/healthz", Duration::from_secs(20), |s, _| s == 200)
+        .await;
+    let body = json!({"id": 2, "name": "n2", "raft_addr": "127.0.13.2:7400", "api_addr": "127.0.13.2:8080"});
+    let started = Instant::now();
+    let (s, v) = c
+        .api(1)
+        .call("POST", "/api/nodes", Some(body.clone()))
+        .await;
+    assert_eq!(s, 409, "a node configured with id 1 joined as node 2: {v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("configured as node 1"), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let members = c.api(1).call("GET", "/api/nodes", None).await.1;
+    assert_eq!(members.as_array().unwrap().len(), 1, "{members}");
+
+    // With its own id it joins.
+    assert!(c.node(2).terminate(Duration::from_secs(10)).success());
+    set_node_id(&mut c, 2, 1, 2);
+    c.node(2).start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, v) = c
+            .api(1)
+            .call("POST", "/api/nodes", Some(body.clone()))
+            .await;
+        if s == 200 {
+            break;
+        }
+        assert!(
+            v.to_string().contains("cannot reach node") && Instant::now() < deadline,
+            "{s} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A member restarted with another member's id refuses to start, and says why.
+    assert!(c.node(2).terminate(Duration::from_secs(10)).success());
+    set_node_id(&mut c, 2, 2, 1);
+    c.node(2).start();
+    let mut child = c.node(2).child.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("node 2 runs with node 1's id: {}", c.node(2).log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success(), "{status:?}");
+    let log = c.node(2).log();
+    assert!(log.contains("node id 1 belongs to n1"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_minority_cannot_write() {
+    let _net = net_lock(14);
     let mut c = TestCluster::new(
         14,
         3,
@@ -316,6 +410,121 @@ async fn a_partitioned_minority_cannot_write() {
                 .0,
             404
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_forwarded_to_a_leader_that_is_then_cut_off_ends_within_its_bound() {
+    // Shares 127.0.14.x with `a_partitioned_minority_cannot_write`, one at a time.
+    let _net = net_lock(14);
+    let write_timeout = Duration::from_millis(2_000);
+    let mut c = TestCluster::new(
+        14,
+        3,
+        Tuning {
+            write_timeout_ms: write_timeout.as_millis() as u64,
+            ..Tuning::default()
+        },
+    );
+    c.form().await;
+    let (s, v) = c
+        .api(1)
+        .call("POST", "/api/domains", Some(json!({"name": "example.org"})))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let leader = c.leader().await.expect("a leader");
+    let follower = if leader == 1 { 2 } else { 1 };
+    let others: Vec<String> = (1..=3)
+        .filter(|i| *i != leader)
+        .map(|i| format!("127.0.14.{i}"))
+        .collect();
+    // A first forwarded write opens the follower's connection to the leader, so the next one
+    // is sent on it rather than failing to connect.
+    let (s, v) = c
+        .api(follower)
+        .call("POST", "/api/users", Some(user("before@example.org")))
+        .await;
+    assert_eq!(s, 201, "{v}");
+
+    let cut = Cut::between(
+        &[&format!("127.0.14.{leader}")],
+        &others.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    // The follower still takes node `leader` for the leader (it notices only after an
+    // election timeout) and forwards the write there; the leader never sees it, or sees it
+    // and cannot commit it. The follower must stop waiting once the other two elected a new
+    // leader: within an election timeout (800 ms by default) plus its write timeout, plus
+    // slack for a loaded machine, not when the TCP connection finally fails (~60 s).
+    let bound = Duration::from_millis(800) + write_timeout + Duration::from_secs(3);
+    let started = Instant::now();
+    let answer = c
+        .api(follower)
+        .try_call("POST", "/api/users", Some(user("during@example.org")))
+        .await;
+    let took = started.elapsed();
+    let (s, v) = answer.unwrap_or_else(|| panic!("no answer to the forwarded write in {took:?}"));
+    eprintln!("forwarded write during the cut: {s} after {took:?}: {v}");
+    assert!(took < bound, "the forwarded write took {took:?} ({s} {v})");
+    let unknown = s == 504
+        && v["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("may or may not have been applied"));
+    assert!(
+        s == 201 || unknown,
+        "expected 201 or a 504 saying the outcome is unknown: {s} {v}"
+    );
+
+    // As the error asks: check with a linearizable read, then retry; the majority takes it.
+    if unknown {
+        let deadline = Instant::now() + write_timeout + Duration::from_secs(5);
+        loop {
+            let (s, v) = c
+                .api(follower)
+                .call("GET", "/api/users/during@example.org?consistent=1", None)
+                .await;
+            if s == 200 {
+                break;
+            }
+            if s == 404 {
+                let (s, v) = c
+                    .api(follower)
+                    .call("POST", "/api/users", Some(user("during@example.org")))
+                    .await;
+                if s == 201 {
+                    break;
+                }
+                assert!(s == 503 || s == 504, "retry: {s} {v}");
+            } else {
+                assert!(s == 503 || s == 504, "read: {s} {v}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the majority never took the write"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let new_leader = c.api(follower).call("GET", "/api/status", None).await.1;
+    assert_ne!(new_leader["leader"].as_u64(), Some(leader), "{new_leader}");
+    drop(cut);
+
+    // Healed: every node holds the user exactly once (a list, not only a lookup).
+    for i in 1..=3 {
+        let v = c
+            .api(i)
+            .wait_for("/api/users", Duration::from_secs(15), |s, v| {
+                s == 200
+                    && v.as_array()
+                        .is_some_and(|a| a.iter().any(|u| u["address"] == "during@example.org"))
+            })
+            .await;
+        let n = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["address"] == "during@example.org")
+            .count();
+        assert_eq!(n, 1, "node {i}: {v}");
     }
 }
 

@@ -105,12 +105,20 @@ impl ApiError {
 impl From<ClusterError> for ApiError {
     fn from(e: ClusterError) -> Self {
         let status = match &e {
-            ClusterError::Refused(_) => StatusCode::CONFLICT,
+            ClusterError::Refused(_) | ClusterError::DuplicateId(_) => StatusCode::CONFLICT,
             ClusterError::AlreadyInitialized => StatusCode::CONFLICT,
             ClusterError::NoLeader(_) | ClusterError::NotInitialized => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ClusterError::Store { .. } | ClusterError::Raft(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // The node forwarded the change and the leader did not answer in time (it lost
+            // its majority or its leadership): a gateway timeout, not "no leader" (503, which
+            // mailctl reports as an unreachable cluster) nor a conflict (409, "exists").
+            ClusterError::OutcomeUnknown(_) => {
+                return ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()).with_hint(
+                    "read it back (`mailctl ... show`, or GET with ?consistent=1) before retrying: a retry may apply it twice",
+                );
+            }
         };
         ApiError::new(status, e.to_string())
     }

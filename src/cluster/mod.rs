@@ -34,6 +34,12 @@ pub use types::{NodeInfo, Request, Response};
 use crate::directory::Command;
 use crate::failover::state::{LeaseCommand, LeaseOutcome, MailstoreState};
 
+/// How long the leader waits for a node it is about to add to say who it is.
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the leader waits for a new node to catch up before making it a voter.
+const ADD_NODE_CATCH_UP: Duration = Duration::from_secs(60);
+
 /// Timings and retention of the control plane (from the `[cluster]` config section).
 #[derive(Debug, Clone)]
 pub struct RaftSettings {
@@ -72,10 +78,18 @@ pub enum ClusterError {
     AlreadyInitialized,
     #[error("this node is not part of an initialized cluster yet: run `mailctl cluster bootstrap` on the first node, or `mailctl node add` from a member")]
     NotInitialized,
+    /// Another member of the cluster is known under this node's id.
+    #[error("{0}")]
+    DuplicateId(String),
     #[error("cannot open the Raft store at {path}: {reason}")]
     Store { path: String, reason: String },
     #[error("control plane error: {0}")]
     Raft(String),
+    /// The change reached (or may have reached) a leader that lost its majority or its
+    /// leadership before answering: it may or may not have been applied. Retrying blindly may
+    /// apply it twice, so the caller checks first.
+    #[error("{0}; the change may or may not have been applied: check with a read, then retry")]
+    OutcomeUnknown(String),
 }
 
 /// Where a node stands, for `mailctl status`.
@@ -150,8 +164,12 @@ struct Inner {
     settings: RaftSettings,
     log: LogStore,
     /// Connections used to forward requests to the leader, per leader id.
-    forwarders: Mutex<HashMap<u64, Arc<Mutex<PeerClient>>>>,
+    forwarders: Mutex<HashMap<u64, Forwarder>>,
 }
+
+/// A connection to forward requests to one leader, with the address it was opened for (kept
+/// outside the connection's lock, which a request in flight holds).
+type Forwarder = (String, Arc<Mutex<PeerClient>>);
 
 /// A handle to this node's control plane. Cheap to clone.
 #[derive(Clone)]
@@ -204,6 +222,27 @@ impl Cluster {
         let raft = Raft::new(id, config, network, log.clone(), sm)
             .await
             .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        // Two nodes answering to one id would each take the other's votes and log positions:
+        // refuse to run as a member this node is not (its name is the one in its certificate).
+        let known = raft
+            .with_raft_state(move |st| {
+                st.membership_state
+                    .effective()
+                    .membership()
+                    .get_node(&id)
+                    .cloned()
+            })
+            .await
+            .map_err(|e| ClusterError::Raft(e.to_string()))?;
+        if let Some(known) = known.filter(|k| k.name != info.name) {
+            let _ = raft.shutdown().await;
+            return Err(ClusterError::DuplicateId(format!(
+                "node id {id} belongs to {known} in this cluster's membership, but this node is named {:?}: set `[node] id` to this node's own id (see `mailctl node list`), or, if it replaces {}, run `mailctl node remove {id}` and wipe {}",
+                info.name,
+                known.name,
+                dir.display()
+            )));
+        }
         Ok(Cluster {
             inner: Arc::new(Inner {
                 id,
@@ -311,6 +350,8 @@ impl Cluster {
     }
 
     /// Applies a directory command through the Raft log (on the leader, wherever it is).
+    /// [`ClusterError::OutcomeUnknown`] when the leader lost its majority or its leadership
+    /// with the command in hand: read before retrying, most commands are not idempotent.
     pub async fn write(&self, cmd: Command) -> Result<Response, ClusterError> {
         match self
             .on_leader(Forward::Write(Request::Directory(cmd)))
@@ -323,7 +364,8 @@ impl Cluster {
     }
 
     /// Applies a mailstore lease command through the Raft log. `Stale` is an answer, not an
-    /// error: the compare-and-set lost.
+    /// error: the compare-and-set lost. Errors (including [`ClusterError::OutcomeUnknown`])
+    /// leave the local state machine as the judge: the failover loops retry from what it holds.
     pub async fn lease(&self, cmd: LeaseCommand) -> Result<LeaseOutcome, ClusterError> {
         match self
             .on_leader(Forward::Write(Request::Mailstore(cmd)))
@@ -466,6 +508,10 @@ impl Cluster {
                 RpcResponse::InstallSnapshot(raft.install_snapshot(r).await)
             }
             RpcRequest::Forward(f) => RpcResponse::Forward(self.execute_as_leader(f).await),
+            RpcRequest::Identify => RpcResponse::Identity {
+                id: self.inner.id,
+                name: self.inner.info.name.clone(),
+            },
         }
     }
 
@@ -481,8 +527,9 @@ impl Cluster {
                     Ok(Ok(r)) => Ok(ForwardReply::Written(r.data)),
                     Ok(Err(RaftError::APIError(e))) if not_leader(&e) => Err(ForwardError::NotLeader(self.inner.id)),
                     Ok(Err(e)) => Err(ForwardError::Failed(e.to_string())),
-                    Err(_) => Err(ForwardError::Failed(format!(
-                        "the change was not committed within {timeout:?}: the leader cannot reach a majority of the nodes (it may still commit once they are back); run `mailctl status`"
+                    Err(_) => Err(ForwardError::Unknown(format!(
+                        "the leader (node {}) did not commit the change within {timeout:?}: it cannot reach a majority of the nodes (`mailctl status`)",
+                        self.inner.id
                     ))),
                 }
             }
@@ -536,13 +583,27 @@ impl Cluster {
         if membership.voter_ids().any(|v| v == id) {
             return Ok(ForwardReply::Done);
         }
-        // Fail fast, with the reason, when the new node cannot be reached or presents a
-        // certificate this cluster does not trust, rather than waiting for catch-up to time out.
-        if let Err(e) = self.inner.dialer.connect(&node.raft_addr).await {
-            return Err(ForwardError::Failed(format!(
+        // Fail fast, with the reason, when the new node cannot be reached, presents a
+        // certificate this cluster does not trust, or is configured with another id or name,
+        // rather than waiting for catch-up to time out (or running two nodes under one id).
+        let mut peer = PeerClient::new(id, node.raft_addr.clone(), self.inner.dialer.clone());
+        let unreachable = |e: &dyn std::fmt::Display| {
+            ForwardError::Failed(format!(
                 "cannot reach node {id} at {}: {e}. Is it running, and is its certificate issued by this cluster's CA (`mailctl cluster issue`)?",
                 node.raft_addr
-            )));
+            ))
+        };
+        match peer.call(&RpcRequest::Identify, IDENTIFY_TIMEOUT).await {
+            Ok(RpcResponse::Identity { id: theirs, name }) => {
+                if theirs != id || name != node.name {
+                    return Err(ForwardError::Failed(format!(
+                        "the node at {} is configured as node {theirs} named {name:?}, not node {id} named {:?}: add it with its own id and name, or fix `[node] id` / `name` in its config and restart it",
+                        node.raft_addr, node.name
+                    )));
+                }
+            }
+            Ok(_) => return Err(unreachable(&"unexpected answer to identify")),
+            Err(e) => return Err(unreachable(&e)),
         }
         let map_err = |e: RaftError<u64, ClientWriteError<u64, NodeInfo>>| match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
@@ -551,19 +612,34 @@ impl Cluster {
             e => ForwardError::Failed(e.to_string()),
         };
         // Blocking: returns once the learner has caught up, so promoting it cannot stall commits.
-        let added = tokio::time::timeout(Duration::from_secs(60), raft.add_learner(id, node.clone(), true))
+        let added = tokio::time::timeout(ADD_NODE_CATCH_UP, raft.add_learner(id, node.clone(), true))
             .await
             .map_err(|_| {
                 ForwardError::Failed(format!(
-                    "node {} did not catch up within 60 s: is it running and does its certificate come from this cluster's CA? It stays a learner; run `mailctl node add` again once it is reachable",
+                    "node {} did not catch up within {ADD_NODE_CATCH_UP:?}: is it running and does its certificate come from this cluster's CA? It stays a learner; run `mailctl node add` again once it is reachable",
                     node.raft_addr
                 ))
             })?;
         added.map_err(map_err)?;
-        raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(map_err)?;
+        let change =
+            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false);
+        self.membership_within(change).await?.map_err(map_err)?;
         Ok(ForwardReply::Done)
+    }
+
+    /// Bounds a membership change (two entries to commit: the joint and the new
+    /// configuration) by twice the write timeout, so a leader cut off from its majority answers.
+    async fn membership_within<T>(
+        &self,
+        change: impl std::future::Future<Output = T>,
+    ) -> Result<T, ForwardError> {
+        let within = 2 * self.inner.settings.write_timeout;
+        tokio::time::timeout(within, change).await.map_err(|_| {
+            ForwardError::Unknown(format!(
+                "the leader (node {}) did not commit the membership change within {within:?}: it cannot reach a majority of the nodes (`mailctl status`); see `mailctl node list`",
+                self.inner.id
+            ))
+        })
     }
 
     async fn remove_node_as_leader(&self, id: u64) -> Result<ForwardReply, ForwardError> {
@@ -589,8 +665,8 @@ impl Cluster {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        raft.change_membership(change, false)
-            .await
+        self.membership_within(raft.change_membership(change, false))
+            .await?
             .map_err(|e| match e {
                 RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
                     ForwardError::NotLeader(self.inner.id)
@@ -632,56 +708,121 @@ impl Cluster {
         })
     }
 
+    /// How long a forwarded request may wait for the leader's answer: what the leader itself
+    /// may take (its write timeout; a minute of catch-up for a new node), plus an election
+    /// timeout for the round trip. A leader that is alive answers within it, even with a
+    /// failure; past it the request is treated as lost in the network.
+    fn forward_ttl(&self, f: &Forward) -> Duration {
+        let s = &self.inner.settings;
+        let leader_side = match f {
+            Forward::AddNode { .. } => ADD_NODE_CATCH_UP + 2 * s.write_timeout,
+            Forward::RemoveNode { .. } => 2 * s.write_timeout,
+            _ => s.write_timeout,
+        };
+        leader_side + s.election_timeout_max
+    }
+
     async fn try_on_leader(&self, f: Forward) -> Result<ForwardReply, Attempt> {
-        let leader = self
-            .inner
-            .raft
-            .current_leader()
-            .await
-            .ok_or(Attempt::Retry)?;
+        // The leader and, below, the watch for its change come from the same metrics channel,
+        // so a change is a change (not a lag between two views).
+        let mut metrics = self.inner.raft.metrics();
+        let (leader, addr) = {
+            let m = metrics.borrow_and_update();
+            let leader = m.current_leader.ok_or(Attempt::Retry)?;
+            let info = m.membership_config.membership().get_node(&leader).cloned();
+            (leader, info.map(|i| i.raft_addr))
+        };
         if leader == self.inner.id {
             return self.execute_as_leader(f).await.map_err(Attempt::from);
         }
-        let addr = {
-            let m = self.inner.raft.metrics().borrow().clone();
-            let info = m.membership_config.membership().get_node(&leader).cloned();
-            info.ok_or(Attempt::Retry)?.raft_addr
-        };
+        let addr = addr.ok_or(Attempt::Retry)?;
         let client = {
+            // Never waits on a connection's lock here: one may be held by a request in flight.
             let mut map = self.inner.forwarders.lock().await;
-            let entry = map.entry(leader).or_insert_with(|| {
-                Arc::new(Mutex::new(PeerClient::new(
-                    leader,
-                    addr.clone(),
-                    self.inner.dialer.clone(),
-                )))
-            });
-            if entry.lock().await.addr != addr {
-                *entry = Arc::new(Mutex::new(PeerClient::new(
-                    leader,
-                    addr,
-                    self.inner.dialer.clone(),
-                )));
+            match map.get(&leader) {
+                Some((known, client)) if *known == addr => client.clone(),
+                _ => {
+                    let client = Arc::new(Mutex::new(PeerClient::new(
+                        leader,
+                        addr.clone(),
+                        self.inner.dialer.clone(),
+                    )));
+                    map.insert(leader, (addr, client.clone()));
+                    client
+                }
             }
-            entry.clone()
         };
         let idempotent = matches!(f, Forward::ReadIndex | Forward::Progress);
-        let ttl = self.inner.settings.write_timeout + Duration::from_secs(60);
-        let resp = client.lock().await.call(&RpcRequest::Forward(f), ttl).await;
+        let ttl = self.forward_ttl(&f);
+        // Watch this node's view of the leader while waiting: once it names another node (or
+        // none: an election is under way), `leader` has lost its majority or its leadership,
+        // and its answer may never come (a partition drops packets; TCP would notice only after
+        // about a minute).
+        let mut client = tokio::select! {
+            biased;
+            c = client.lock() => c,
+            // Nothing was sent: trying again is safe.
+            () = leader_moved(&mut metrics, leader) => return Err(Attempt::Retry),
+        };
+        tokio::select! {
+            biased;
+            r = client.connect() => r.map_err(|e| {
+                tracing::debug!(leader, error = %e, "cannot connect to the leader; retrying");
+                Attempt::Retry
+            })?,
+            () = leader_moved(&mut metrics, leader) => return Err(Attempt::Retry),
+        }
+        let request = RpcRequest::Forward(f);
+        let resp = tokio::select! {
+            biased;
+            r = client.call(&request, ttl) => r,
+            () = leader_moved(&mut metrics, leader) => {
+                let now = self.inner.raft.metrics().borrow().current_leader;
+                tracing::info!(leader, ?now, idempotent, "the leader changed while a forwarded request was in flight");
+                if idempotent {
+                    return Err(Attempt::Retry);
+                }
+                let now = now.map_or("an election is under way".to_string(), |n| format!("node {n} leads now"));
+                return Err(Attempt::Final(ClusterError::OutcomeUnknown(format!(
+                    "node {leader} stopped leading while it held this change ({now})"
+                ))));
+            }
+        };
+        drop(client);
         match resp {
             Ok(RpcResponse::Forward(r)) => r.map_err(Attempt::from),
-            Ok(_) => Err(Attempt::Final(ClusterError::Raft("unexpected answer from the leader".into()))),
+            Ok(_) => Err(Attempt::Final(ClusterError::Raft(
+                "unexpected answer from the leader".into(),
+            ))),
             Err(rpc::CallError::TooLarge) => Err(Attempt::Final(ClusterError::Refused(format!(
                 "the request is larger than {} bytes: split it (e.g. smaller import batches)",
                 rpc::MAX_FRAME
             )))),
-            Err(rpc::CallError::Network(e)) if !idempotent => Err(Attempt::Final(ClusterError::Raft(format!(
-                "the leader stopped answering ({e}); the change may or may not have been applied: check with a read, then retry"
-            )))),
+            Err(rpc::CallError::Network(e)) if !idempotent => {
+                Err(Attempt::Final(ClusterError::OutcomeUnknown(format!(
+                    "the leader (node {leader}) did not answer ({e}; waited at most {ttl:?})"
+                ))))
+            }
             Err(e) => {
                 tracing::debug!(leader, error = %e, "forwarding to the leader failed; retrying");
                 Err(Attempt::Retry)
             }
+        }
+    }
+}
+
+/// Returns once `metrics` names a leader other than `leader`, or none. Pending forever when the
+/// Raft task has stopped (the caller's own timeout then ends the wait).
+async fn leader_moved(
+    metrics: &mut tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, NodeInfo>>,
+    leader: u64,
+) {
+    loop {
+        if metrics.borrow_and_update().current_leader != Some(leader) {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -696,6 +837,7 @@ impl From<ForwardError> for Attempt {
         match e {
             ForwardError::NotLeader(_) => Attempt::Retry,
             ForwardError::Failed(reason) => Attempt::Final(ClusterError::Refused(reason)),
+            ForwardError::Unknown(reason) => Attempt::Final(ClusterError::OutcomeUnknown(reason)),
         }
     }
 }

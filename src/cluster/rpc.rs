@@ -62,6 +62,8 @@ pub enum RpcRequest {
     Vote(VoteRequest<u64>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     Forward(Forward),
+    /// Asks the node for its configured id and name (before it is added to the membership).
+    Identify,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +73,10 @@ pub enum RpcResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
     /// `Err` carries an operator-readable reason and whether a retry elsewhere may help.
     Forward(Result<ForwardReply, ForwardError>),
+    Identity {
+        id: u64,
+        name: String,
+    },
 }
 
 /// Why the leader could not carry out a forwarded request.
@@ -80,6 +86,10 @@ pub enum ForwardError {
     NotLeader(u64),
     #[error("{0}")]
     Failed(String),
+    /// The leader appended the change but could not commit it in time: it may still be
+    /// committed (or dropped) once the leader reaches a majority again.
+    #[error("{0}")]
+    Unknown(String),
 }
 
 pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
@@ -205,8 +215,28 @@ impl PeerClient {
         }
     }
 
+    /// Opens the connection unless one is open and still usable; nothing is sent.
+    pub async fn connect(&mut self) -> Result<(), CallError> {
+        if self.conn.as_ref().is_some_and(|c| !idle_and_open(c)) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let conn = self
+                .dialer
+                .connect(&self.addr)
+                .await
+                .map_err(CallError::Unreachable)?;
+            self.conn = Some(conn);
+        }
+        Ok(())
+    }
+
     /// Sends one request and waits for its answer. Connection errors are `Unreachable`
     /// (openraft backs off); errors on an established connection are `Network`.
+    ///
+    /// Cancel-safe: the connection is taken out while a request is in flight, so a caller that
+    /// stops waiting (a timeout, a leader change) drops it rather than leaving an answer on it
+    /// that the next request would read as its own.
     pub async fn call(
         &mut self,
         req: &RpcRequest,
@@ -217,23 +247,24 @@ impl PeerClient {
         if body.len() > MAX_FRAME {
             return Err(CallError::TooLarge);
         }
-        if self.conn.is_none() {
-            let conn = self
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self
                 .dialer
                 .connect(&self.addr)
                 .await
-                .map_err(CallError::Unreachable)?;
-            self.conn = Some(conn);
-        }
-        let conn = self.conn.as_mut().expect("connection set above");
+                .map_err(CallError::Unreachable)?,
+        };
         let result = tokio::time::timeout(ttl, async {
-            write_raw_frame(conn, &body).await?;
-            read_frame::<_, RpcResponse>(conn).await?.ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "peer closed the connection",
-                )
-            })
+            write_raw_frame(&mut conn, &body).await?;
+            read_frame::<_, RpcResponse>(&mut conn)
+                .await?
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "peer closed the connection",
+                    )
+                })
         })
         .await
         .unwrap_or_else(|_| {
@@ -243,13 +274,23 @@ impl PeerClient {
             ))
         });
         match result {
-            Ok(resp) => Ok(resp),
-            Err(e) => {
-                self.conn = None;
-                Err(CallError::Network(e))
+            Ok(resp) => {
+                self.conn = Some(conn);
+                Ok(resp)
             }
+            Err(e) => Err(CallError::Network(e)),
         }
     }
+}
+
+/// Whether a kept connection can carry a request: nothing arrived on it since its last answer.
+/// A peer that restarted or shut down has sent its TLS close_notify and FIN (readable), and a
+/// request sent on it would fail with an ambiguous outcome although it was never read.
+fn idle_and_open(conn: &TlsStream<tokio::net::TcpStream>) -> bool {
+    use futures_util::FutureExt;
+    let mut byte = [0u8; 1];
+    // One poll: Pending means nothing to read, the connection is idle and open.
+    conn.get_ref().0.peek(&mut byte).now_or_never().is_none()
 }
 
 #[derive(Debug)]

@@ -421,6 +421,19 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_outcome_fails_with_the_servers_hint() {
+        // The node forwarded the change and lost the leader's answer (HTTP 504): the operation
+        // failed (exit 1), the cluster is not unreachable (exit 3).
+        let e = status_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            br#"{"error":"node 1 stopped leading; the change may or may not have been applied","hint":"read it back before retrying"}"#,
+        );
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().contains("may or may not"));
+        assert_eq!(e.hint(), Some("read it back before retrying"));
+    }
+
+    #[test]
     fn answers_without_error_json_still_say_something() {
         let e = status_error(StatusCode::UNAUTHORIZED, b"");
         assert_eq!(e.to_string(), "the server refused the admin token");
