@@ -121,6 +121,14 @@ create_if_missing = true
             .any(|p| p.extension().is_some_and(|e| e == "env"))
     }
 
+    /// The node's `/metrics` text (for benches/metrics_cost.rs).
+    #[allow(dead_code)]
+    pub async fn metrics_text(&self) -> String {
+        let (status, body) = self.cluster.api(1).call("GET", "/metrics", None).await;
+        assert_eq!(status, 200, "/metrics: {body}");
+        body.as_str().unwrap_or_default().to_string()
+    }
+
     /// The node's log, for a failure report.
     pub fn log_tail(&self) -> String {
         let log = self.cluster.nodes[0].log();

@@ -13,6 +13,7 @@
 
 pub mod mail;
 mod routes;
+mod sieve;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};

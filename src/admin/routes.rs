@@ -25,7 +25,7 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ApiError> {
+    pub(super) fn body<T: for<'de> Deserialize<'de>>(&self) -> Result<T, ApiError> {
         serde_json::from_slice(self.body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
@@ -57,6 +57,9 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
         }
         (Some("nodes"), _) => nodes(api, call).await,
         (Some("domains"), _) => domains(api, call).await,
+        (Some("users"), n) if n >= 3 && call.segs[2].starts_with("sieve") => {
+            super::sieve::route(api, call).await
+        }
         (Some("users"), _) => users(api, call).await,
         (Some("aliases"), _) => aliases(api, call).await,
         (Some("lists"), _) => lists(api, call).await,

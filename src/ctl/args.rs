@@ -97,6 +97,9 @@ pub enum Command {
     /// Check the message store and show users' usage (on the active mailstore node).
     #[command(subcommand)]
     Store(StoreCmd),
+    /// Manage users' Sieve filter scripts (at most one active per user).
+    #[command(subcommand)]
+    Sieve(SieveCmd),
     /// Planned switchover of the active mailstore: the holder drains and releases, then the
     /// target (or any other eligible node) takes over without waiting for the lease to expire.
     Failover {
@@ -266,10 +269,14 @@ pub enum UserCmd {
         #[command(flatten)]
         password: PasswordArgs,
     },
-    /// Change a user's attributes and preferences.
+    /// Change a user's attributes and preferences, or their forward and vacation settings
+    /// (`mailctl user set USER forward|vacation --help`).
     Set {
         /// The user's address.
         address: String,
+        /// Forwarding or vacation, kept in a generated Sieve script.
+        #[command(subcommand)]
+        setting: Option<Box<UserSetting>>,
         /// Display name.
         #[arg(long)]
         name: Option<String>,
@@ -319,6 +326,130 @@ pub enum UserCmd {
             value_parser = clap::value_parser!(u64).range(1..=10_000)
         )]
         batch: u64,
+    },
+}
+
+/// `mailctl user set USER forward|vacation …`: settings that generate the user's Sieve script
+/// `mailnode-settings` (on the server) and make it the active one.
+#[derive(Debug, Subcommand)]
+pub enum UserSetting {
+    /// Forward the user's mail to other addresses (at most 4), keeping a copy by default.
+    ///
+    /// Example: mailctl user set alice@example.org forward alice@home.example,bob@example.org
+    Forward {
+        /// Addresses, comma-separated.
+        #[arg(
+            value_name = "ADDR[,ADDR...]",
+            value_delimiter = ',',
+            required_unless_present = "off"
+        )]
+        addresses: Vec<String>,
+        /// Also deliver to the user's INBOX (the default).
+        #[arg(long, conflicts_with = "no_keep")]
+        keep: bool,
+        /// Do not keep a copy: the mail only leaves.
+        #[arg(long)]
+        no_keep: bool,
+        /// Stop forwarding.
+        #[arg(long, conflicts_with_all = ["addresses", "keep", "no_keep"])]
+        off: bool,
+        /// Make the settings script active even if the user runs another script (which is kept,
+        /// inactive).
+        #[arg(long)]
+        replace_active: bool,
+    },
+    /// Answer the user's mail automatically (RFC 5230: never to lists, bulk or automatic mail,
+    /// and each sender once per --days).
+    ///
+    /// Example: mailctl user set alice@example.org vacation --subject "Away" --message-file away.txt --until 2026-12-31
+    Vacation {
+        /// Subject of the replies.
+        #[arg(long, required_unless_present = "off")]
+        subject: Option<String>,
+        /// Text of the replies.
+        #[arg(long, conflicts_with = "message_file", required_unless_present_any = ["off", "message_file"])]
+        message: Option<String>,
+        /// Read the text of the replies from FILE (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        message_file: Option<PathBuf>,
+        /// Days before the same sender is answered again (1 to 365) [default: the server's].
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=365))]
+        days: Option<u64>,
+        /// From address of the replies [default: the recipient address].
+        #[arg(long, value_name = "ADDR")]
+        from: Option<String>,
+        /// The user's other addresses (aliases), comma-separated: mail to them is answered too.
+        #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+        addresses: Vec<String>,
+        /// Last day to answer, YYYY-MM-DD (inclusive) [default: until turned off].
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// Stop answering.
+        #[arg(long, conflicts_with_all = ["subject", "message", "message_file", "days", "from", "addresses", "until"])]
+        off: bool,
+        /// Make the settings script active even if the user runs another script (which is kept,
+        /// inactive).
+        #[arg(long)]
+        replace_active: bool,
+    },
+}
+
+/// `mailctl sieve …`: a user's Sieve scripts, as ManageSieve shows them to the user.
+#[derive(Debug, Subcommand)]
+pub enum SieveCmd {
+    /// List a user's scripts, the active one marked.
+    #[command(visible_alias = "ls")]
+    List {
+        /// The user's address.
+        user: String,
+    },
+    /// Print a script's source (with --json: name, active, size and source).
+    Get {
+        /// The user's address.
+        user: String,
+        /// The script's name.
+        name: String,
+    },
+    /// Store a script (compiled first: an error names its line and column; nothing is stored).
+    Put {
+        /// The user's address.
+        user: String,
+        /// The script's name.
+        name: String,
+        /// File holding the script; `-` reads standard input.
+        file: PathBuf,
+        /// Also make it the user's active script.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make a script the one run at delivery.
+    Activate {
+        /// The user's address.
+        user: String,
+        /// The script's name.
+        name: String,
+    },
+    /// Run no script at delivery for this user (scripts are kept).
+    Deactivate {
+        /// The user's address.
+        user: String,
+    },
+    /// Rename a script (the active script stays active).
+    Rename {
+        /// The user's address.
+        user: String,
+        /// Its current name.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// Delete a script (refused for the active one: deactivate it first).
+    #[command(visible_alias = "rm")]
+    Delete {
+        /// The user's address.
+        user: String,
+        /// The script's name.
+        name: String,
     },
 }
 
@@ -526,6 +657,114 @@ mod tests {
             &["mailctl", "store", "usage"],
         ] {
             assert_eq!(Cli::try_parse_from(args).unwrap_err().exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn user_settings_and_sieve_verbs_parse() {
+        let cli = Cli::try_parse_from([
+            "mailctl",
+            "user",
+            "set",
+            "a@b.c",
+            "forward",
+            "x@y.z,w@y.z",
+            "--no-keep",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::User(UserCmd::Set {
+                setting: Some(setting),
+                ..
+            }) => {
+                let UserSetting::Forward {
+                    addresses, no_keep, ..
+                } = *setting
+                else {
+                    panic!("{setting:?}")
+                };
+                assert_eq!(addresses, ["x@y.z", "w@y.z"]);
+                assert!(no_keep);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["mailctl", "user", "set", "a@b.c", "forward", "--off"]).is_ok()
+        );
+        assert!(Cli::try_parse_from([
+            "mailctl",
+            "user",
+            "set",
+            "a@b.c",
+            "vacation",
+            "--subject",
+            "S",
+            "--message-file",
+            "-",
+            "--days",
+            "3",
+            "--until",
+            "2026-12-31"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from([
+            "mailctl",
+            "sieve",
+            "put",
+            "a@b.c",
+            "main",
+            "-",
+            "--activate"
+        ])
+        .is_ok());
+        for args in [
+            &["mailctl", "user", "set", "a@b.c", "forward"][..],
+            &[
+                "mailctl", "user", "set", "a@b.c", "forward", "x@y.z", "--off",
+            ],
+            &[
+                "mailctl",
+                "user",
+                "set",
+                "a@b.c",
+                "forward",
+                "x@y.z",
+                "--keep",
+                "--no-keep",
+            ],
+            &[
+                "mailctl",
+                "user",
+                "set",
+                "a@b.c",
+                "vacation",
+                "--subject",
+                "S",
+            ],
+            &[
+                "mailctl", "user", "set", "a@b.c", "vacation", "--off", "--days", "3",
+            ],
+            &[
+                "mailctl",
+                "user",
+                "set",
+                "a@b.c",
+                "vacation",
+                "--subject",
+                "S",
+                "--message",
+                "M",
+                "--days",
+                "0",
+            ],
+            &["mailctl", "sieve", "put", "a@b.c", "main"],
+            &["mailctl", "sieve", "deactivate"],
+        ] {
+            assert_eq!(
+                Cli::try_parse_from(args).unwrap_err().exit_code(),
+                2,
+                "{args:?}"
+            );
         }
     }
 

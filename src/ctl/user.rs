@@ -24,7 +24,14 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
             if ctx.json {
                 return output::stdout(&output::json(&body));
             }
-            return output::stdout(&render_user(&parse_json(&body)?));
+            let mut shown = render_user(&parse_json(&body)?);
+            // Forwarding and vacation live in the user's generated Sieve script.
+            let settings = format!("{}/sieve-settings", user_path(&address));
+            if let Ok(v) = c.get_json(&settings).await {
+                shown.push('\n');
+                shown.push_str(&super::sieve::settings_lines(&v));
+            }
+            return output::stdout(&shown);
         }
         UserCmd::Add {
             address,
@@ -67,6 +74,37 @@ pub(crate) async fn run(ctx: &Ctx, cmd: UserCmd) -> Result<(), CtlError> {
         }
         UserCmd::Set {
             address,
+            setting: Some(setting),
+            name,
+            quota,
+            mail_host,
+            enable,
+            disable,
+            prefs,
+            unset_prefs,
+        } => {
+            let attributes = name.is_some()
+                || quota.is_some()
+                || mail_host.is_some()
+                || enable
+                || disable
+                || !prefs.is_empty()
+                || !unset_prefs.is_empty();
+            if attributes {
+                return Err(CtlError::Usage {
+                    message: "attributes and forward/vacation settings are changed separately"
+                        .into(),
+                    hint: Some(format!(
+                        "run `mailctl user set {address} --...` and `mailctl user set {address} \
+                         forward|vacation ...` one after the other"
+                    )),
+                });
+            }
+            return super::sieve::setting(ctx, &address, *setting).await;
+        }
+        UserCmd::Set {
+            address,
+            setting: None,
             name,
             quota,
             mail_host,

@@ -19,6 +19,7 @@ mod address;
 mod ast;
 mod compile;
 mod date;
+pub mod generate;
 mod interp;
 mod lexer;
 mod matching;
@@ -32,6 +33,7 @@ mod tests;
 
 pub use ast::{Extension, Script};
 pub use date::SieveTime;
+pub use generate::{generate, read_settings, Settings, SETTINGS_SCRIPT};
 pub use interp::{run, Action, Outcome, RunError};
 pub use message::{BodyPart, Envelope, MessageView};
 pub use vacation::vacation_allowed;
