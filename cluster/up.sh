@@ -54,10 +54,13 @@ EOF
         die "mailctl cluster init failed"
     head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/admin.token"
     chmod 0600 "$state/admin.token"
+    # One SRS secret for the whole cluster: a node verifies the bounce addresses another signed.
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$state/srs.secret"
+    chmod 0600 "$state/srs.secret"
     for n in "${nodes[@]}"; do
         mkdir -p "$state/$n/etc/tls" "$state/$n/data"
         cp "$state/pki/ca.pem" "$state/pki/$n.pem" "$state/pki/$n.key" "$state/$n/etc/tls/"
-        cp "$state/admin.token" "$state/$n/etc/"
+        cp "$state/admin.token" "$state/srs.secret" "$state/$n/etc/"
     done
     step "shared volume: a $MAILNODE_VOLUME_SIZE sparse file on a loop device, XFS"
     truncate -s "$MAILNODE_VOLUME_SIZE" "$state/volume.img"

@@ -65,6 +65,9 @@ pub struct Config {
     /// Limits of the IMAP sessions (the listeners are in `[mailstore]`).
     #[serde(default)]
     pub imap: ImapConfig,
+    /// Limits of the ManageSieve sessions (the listener is in `[mailstore]`).
+    #[serde(default)]
+    pub managesieve: crate::managesieve::ManageSieveConfig,
     /// The mailstore is served by whichever node holds the Raft lease (needs `[mailstore]`);
     /// absent: this node serves its `[mailstore]` whenever it runs.
     pub failover: Option<crate::failover::FailoverConfig>,
@@ -86,6 +89,13 @@ pub struct MailSection {
     /// for sites with several mailstores; users of a group missing here wait in the queue.
     #[serde(default)]
     pub lmtp_groups: BTreeMap<String, SocketAddr>,
+    /// Secret(s) of the Sender Rewriting Scheme, one per line (the first signs, all verify),
+    /// at least 16 characters each: the same file on every node. It signs the envelope sender
+    /// of mail that users' Sieve scripts redirect, and the MX accepts bounces only to
+    /// addresses it signed. Unset: redirects are kept in INBOX instead (dev mode creates
+    /// `<data_dir>/srs.secret`).
+    #[serde(default)]
+    pub srs_secret_file: Option<PathBuf>,
     #[serde(default = "d_mail_connections")]
     pub max_connections: usize,
     #[serde(default = "d_mail_per_ip")]
@@ -102,6 +112,7 @@ impl Default for MailSection {
             submissions_listen: None,
             lmtp_addr: None,
             lmtp_groups: BTreeMap::new(),
+            srs_secret_file: None,
             max_connections: d_mail_connections(),
             max_per_ip: d_mail_per_ip(),
             idle_timeout_secs: d_mail_idle(),
@@ -132,7 +143,11 @@ pub struct MailstoreSection {
     /// POP3 over implicit TLS (port 995).
     #[serde(default)]
     pub pop3s_listen: Option<SocketAddr>,
-    /// Allow IMAP LOGIN/AUTHENTICATE and POP3 USER/PASS/AUTH before TLS. Off in production
+    /// ManageSieve with STARTTLS (port 4190).
+    #[serde(default)]
+    pub managesieve_listen: Option<SocketAddr>,
+    /// Allow IMAP LOGIN/AUTHENTICATE, POP3 USER/PASS/AUTH and ManageSieve AUTHENTICATE
+    /// before TLS. Off in production
     /// (IMAP then advertises LOGINDISABLED); the dev node on loopback turns it on.
     #[serde(default)]
     pub allow_plaintext_login: bool,
@@ -351,6 +366,7 @@ impl Config {
                 submission_listen: Some(local(2587)),
                 submissions_listen: Some(local(2465)),
                 lmtp_addr: Some(local(2424)),
+                srs_secret_file: Some(dir.join("srs.secret")),
                 ..MailSection::default()
             },
             smtp: SmtpConfig {
@@ -366,10 +382,12 @@ impl Config {
                 imaps_listen: Some(local(2993)),
                 pop3_listen: Some(local(2110)),
                 pop3s_listen: Some(local(2995)),
+                managesieve_listen: Some(local(4190)),
                 allow_plaintext_login: true,
             }),
             pop3: Pop3Config::default(),
             imap: ImapConfig::default(),
+            managesieve: crate::managesieve::ManageSieveConfig::default(),
             failover: None,
         }
     }
@@ -460,6 +478,9 @@ impl Config {
         if let Err((key, reason)) = self.imap.validate() {
             return Err(bad(&format!("imap.{key}"), reason));
         }
+        if let Err((key, reason)) = self.managesieve.validate() {
+            return Err(bad(&format!("managesieve.{key}"), reason));
+        }
         if let Some(fo) = &self.failover {
             if self.mailstore.is_none() {
                 return Err(bad(
@@ -485,6 +506,17 @@ impl Config {
         }
         if self.mail.idle_timeout_secs == 0 {
             return Err(bad("mail.idle_timeout_secs", "must be positive".into()));
+        }
+        if self
+            .mail
+            .srs_secret_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err(bad(
+                "mail.srs_secret_file",
+                "must name a file (e.g. /etc/mailnode/srs.secret, the same on every node)".into(),
+            ));
         }
         if self
             .mail
@@ -523,6 +555,10 @@ impl Config {
             (
                 "mailstore.pop3s_listen",
                 self.mailstore.as_ref().and_then(|m| m.pop3s_listen),
+            ),
+            (
+                "mailstore.managesieve_listen",
+                self.mailstore.as_ref().and_then(|m| m.managesieve_listen),
             ),
         ];
         for (key, addr) in listeners {
@@ -626,6 +662,11 @@ admin_token_file = "/etc/mailnode/admin.token"
                 "[cluster]\n",
                 "[cluster]\nadvertise = \"nohost\"\n",
                 "cluster.advertise",
+            ),
+            (
+                "[http]\n",
+                "[mail]\nsrs_secret_file = \"\"\n[http]\n",
+                "mail.srs_secret_file",
             ),
         ];
         for (from, to, key) in cases {

@@ -28,6 +28,8 @@
 //!   through traits, never writing either themselves.
 //! - [`sieve`]: the Sieve filter language (RFC 5228 and extensions): a sans-I/O compiler with
 //!   line:column errors and an interpreter that turns a message into delivery actions.
+//! - [`managesieve`]: ManageSieve (RFC 5804) on the mailstore: users' Sieve scripts, compiled
+//!   at upload and kept in the replicated directory.
 //! - [`pop3`]: POP3 (STLS, POP3S, CAPA, UIDL, TOP, AUTH PLAIN) on the store's INBOX; one
 //!   session per maildrop, DELE applied only at QUIT.
 #![forbid(unsafe_code)]
@@ -43,6 +45,7 @@ pub mod failover;
 pub mod imap;
 pub mod mail;
 pub mod mailstore;
+pub mod managesieve;
 pub mod metrics;
 pub mod net;
 pub mod node;

@@ -6,13 +6,21 @@
 //! - [`DirectoryRouter`]: the queue's routing — a local domain goes over LMTP to the user's
 //!   `mail_host` group, anything else over SMTP to the domain's MX.
 //! - [`StoreDelivery`]: the LMTP server's delivery into the message store, with the quota from
-//!   the directory.
+//!   the directory, running users' Sieve scripts (module `sieve`; vacation replies are built
+//!   in `vacation`).
+//! - [`srs`]: the Sender Rewriting Scheme for redirected mail, and its reverse on the MX: a
+//!   valid `SRS0=` address of a local domain is forwarded to the original sender.
 //!
 //! Security: recipients are re-resolved at accept time, so a directory change between RCPT and
 //! the end of DATA is honoured; a recipient that no longer resolves is queued as given and
 //! refused by LMTP (then bounced), never silently dropped.
 
+pub mod sieve;
+pub mod srs;
+mod vacation;
+
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use crate::cluster::Cluster;
 use crate::directory::Address;
@@ -24,6 +32,8 @@ use crate::store::{DeliveryTarget, Flags, Store, StoreError, INBOX};
 pub struct ExpandingAcceptor {
     pub cluster: Cluster,
     pub queue: Queue,
+    /// Reverses `SRS0=` recipients of local domains (bounces of redirected mail).
+    pub srs: Option<Arc<srs::Srs>>,
 }
 
 impl ExpandingAcceptor {
@@ -34,11 +44,12 @@ impl ExpandingAcceptor {
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(recipients.len());
         for r in recipients {
-            let targets: Vec<Address> = match dir.resolve(r.address.as_str()) {
+            let resolved = self.unsrs(&dir, &r.address);
+            let targets: Vec<Address> = match dir.resolve(resolved.as_str()) {
                 Ok(res) => res.mailboxes.into_iter().chain(res.forwards).collect(),
                 // Not ours (submission relays it), or no longer resolvable: queue it as given,
                 // so it is delivered or bounced with a reason.
-                Err(_) => vec![r.address.clone()],
+                Err(_) => vec![resolved.clone()],
             };
             let orcpt = r.orcpt.clone().or_else(|| {
                 (targets.len() != 1 || targets[0] != r.address).then(|| Orcpt {
@@ -57,6 +68,24 @@ impl ExpandingAcceptor {
             }
         }
         out
+    }
+
+    /// The original address behind a valid SRS0 address of a local domain; else `rcpt`.
+    fn unsrs(&self, dir: &crate::directory::Directory, rcpt: &Address) -> Address {
+        let Some(srs) = &self.srs else {
+            return rcpt.clone();
+        };
+        if !srs::Srs::is_srs(rcpt.as_str()) || dir.domain(rcpt.domain()).is_none() {
+            return rcpt.clone();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        match srs.reverse(rcpt.as_str(), now).map(|a| Address::parse(&a)) {
+            Ok(Ok(orig)) => orig,
+            // The MX checked it at RCPT; it expired since, or is not an address we can send to.
+            _ => rcpt.clone(),
+        }
     }
 }
 
@@ -106,18 +135,40 @@ impl Router for DirectoryRouter {
 pub struct StoreDelivery {
     pub cluster: Cluster,
     pub store: Store,
+    /// The node's queue and SRS keys, for Sieve redirects and vacation replies (`None`: those
+    /// are kept / not sent).
+    pub outbound: Option<sieve::Outbound>,
+    /// Compiled Sieve scripts.
+    scripts: sieve::ScriptCache,
 }
 
+/// An LMTP recipient's mailbox owner, quota and active Sieve script source.
+type Owner = (String, u64, Option<String>);
+
 impl StoreDelivery {
-    /// The mailbox owner and quota for an LMTP recipient (the user, or `user+tag`'s user).
-    fn owner(&self, rcpt: &Address) -> Option<(String, u64)> {
+    /// Delivery into `store`, with the directory of `cluster`; `outbound` lets scripts send.
+    pub fn new(cluster: Cluster, store: Store, outbound: Option<sieve::Outbound>) -> Self {
+        StoreDelivery {
+            cluster,
+            store,
+            outbound,
+            scripts: sieve::ScriptCache::default(),
+        }
+    }
+
+    /// The mailbox owner, quota and active script for an LMTP recipient (the user, or
+    /// `user+tag`'s user).
+    fn owner(&self, rcpt: &Address) -> Option<Owner> {
         let dir = self.cluster.read_directory();
         let user = dir.user(rcpt.as_str()).or_else(|| {
             let (base, _) = rcpt.split_subaddress()?;
             dir.user(base.as_str())
         })?;
+        let script = dir
+            .active_sieve(&user.address)
+            .map(|(_, src)| src.to_string());
         user.enabled
-            .then(|| (user.address.clone(), user.quota_bytes))
+            .then(|| (user.address.clone(), user.quota_bytes, script))
     }
 }
 
@@ -142,12 +193,25 @@ impl LmtpDelivery for StoreDelivery {
         let mut results: Vec<Result<(), DeliveryError>> = Vec::new();
         let mut targets = Vec::new();
         let mut slots = Vec::new();
+        let mut scripted = Vec::new();
         for (i, r) in envelope.recipients.iter().enumerate() {
             results.push(Ok(()));
-            let Some((user, quota_bytes)) = self.owner(&r.address) else {
+            let Some((user, quota_bytes, script)) = self.owner(&r.address) else {
                 results[i] = Err(DeliveryError::UnknownUser);
                 continue;
             };
+            if let Some(source) = script {
+                scripted.push((
+                    i,
+                    sieve::ScriptedRecipient {
+                        rcpt: r,
+                        user,
+                        quota_bytes,
+                        source,
+                    },
+                ));
+                continue;
+            }
             slots.push(i);
             targets.push(DeliveryTarget {
                 user,
@@ -159,6 +223,15 @@ impl LmtpDelivery for StoreDelivery {
                     .as_ref()
                     .map(|id| format!("{id}\n{}", r.address.as_str())),
             });
+        }
+        if !scripted.is_empty() {
+            let view = crate::sieve::MessageView::from_raw(&bytes);
+            for (i, r) in &scripted {
+                results[*i] = self.deliver_scripted(envelope, r, &bytes, &view).await;
+            }
+        }
+        if targets.is_empty() {
+            return results;
         }
         let stored = self.store.deliver_many(bytes, None, &targets).await;
         for ((i, t), result) in slots.into_iter().zip(&targets).zip(stored) {

@@ -1,10 +1,12 @@
-//! The mailstore's services on the node that serves it: the message store, LMTP, IMAP and POP3.
+//! The mailstore's services on the node that serves it: the message store, LMTP, IMAP, POP3
+//! and ManageSieve.
 //!
 //! Started once at node start when the node serves the store statically (a `[mailstore]`
 //! section without `[failover]`: dev mode, single-node sites), or by the failover module each
 //! time this node becomes the active mailstore, and stopped when it fences itself. Stopping
-//! drains every session of these listeners (IMAP `* BYE`, POP3 `-ERR`, LMTP `421`) within the
-//! grace, aborts the rest and closes the store, so nothing touches the volume afterwards.
+//! drains every session of these listeners (IMAP `* BYE`, POP3 `-ERR`, LMTP `421`,
+//! ManageSieve `BYE`) within the grace, aborts the rest and closes the store, so nothing
+//! touches the volume afterwards.
 //! The admin API reads the current store through [`StoreSlot`].
 //!
 //! Security note: listeners are bound only while serving, so a standby node refuses
@@ -22,7 +24,9 @@ use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::failover::{BoxFuture, Services};
 use crate::imap::ImapServer;
+use crate::mail::sieve::Outbound;
 use crate::mail::StoreDelivery;
+use crate::managesieve::ManageSieveServer;
 use crate::net::{
     self, Conn, ListenerConfig, Protocol, RejectReason, SessionCtx, Shutdown, TlsMode,
 };
@@ -42,6 +46,8 @@ pub struct MailstoreServices {
     policy: Arc<DirectoryPolicy>,
     slot: StoreSlot,
     running: tokio::sync::Mutex<Option<(Shutdown, JoinSet<()>)>>,
+    /// The node's queue and SRS keys, for Sieve redirects and vacation replies.
+    outbound: Option<Outbound>,
 }
 
 async fn bind(
@@ -73,7 +79,14 @@ impl MailstoreServices {
             policy,
             slot: Arc::new(RwLock::new(None)),
             running: tokio::sync::Mutex::new(None),
+            outbound: None,
         }
+    }
+
+    /// Lets users' Sieve scripts send (redirect, vacation) through this node's queue.
+    pub fn with_outbound(mut self, outbound: Outbound) -> Self {
+        self.outbound = Some(outbound);
+        self
     }
 
     /// The store slot for the admin API.
@@ -97,6 +110,7 @@ impl MailstoreServices {
         let pop3s_l = bind(ms.pop3s_listen, "POP3S").await?;
         let imap_l = bind(ms.imap_listen, "IMAP").await?;
         let imaps_l = bind(ms.imaps_listen, "IMAPS").await?;
+        let sieve_l = bind(ms.managesieve_listen, "ManageSieve").await?;
         let store_cfg = StoreConfig {
             create_if_missing: ms.create_if_missing,
             ..StoreConfig::default()
@@ -112,10 +126,11 @@ impl MailstoreServices {
             idle_timeout: Duration::from_secs(cfg.mail.idle_timeout_secs),
             ..ListenerConfig::new(name)
         };
-        let delivery = Arc::new(StoreDelivery {
-            cluster: self.cluster.clone(),
-            store: store.clone(),
-        });
+        let delivery = Arc::new(StoreDelivery::new(
+            self.cluster.clone(),
+            store.clone(),
+            self.outbound.clone(),
+        ));
         let server = LmtpServer::new(cfg.smtp.clone(), self.policy.clone(), delivery);
         if let Some(l) = lmtp {
             let lc = mail_cfg("lmtp", TlsMode::Plain);
@@ -179,6 +194,23 @@ impl MailstoreServices {
                 l,
                 lc,
                 Guarded::new(imap, fence.clone()),
+                shutdown.clone(),
+            ));
+        }
+        if let Some(l) = sieve_l {
+            let server = ManageSieveServer::new(
+                cfg.managesieve.clone(),
+                self.cluster.clone(),
+                ms.allow_plaintext_login,
+            );
+            let lc = ListenerConfig {
+                idle_timeout: cfg.managesieve.idle_timeout(),
+                ..mail_cfg("managesieve", TlsMode::StartTls(tls.clone()))
+            };
+            tasks.spawn(net::serve(
+                l,
+                lc,
+                Guarded::new(Arc::new(server), fence.clone()),
                 shutdown.clone(),
             ));
         }

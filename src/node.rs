@@ -21,6 +21,8 @@ use crate::admin::AdminApi;
 use crate::cluster::{Cluster, ClusterError, NodeInfo};
 use crate::config::Config;
 use crate::failover::Failover;
+use crate::mail::sieve::Outbound;
+use crate::mail::srs::Srs;
 use crate::mail::{DirectoryRouter, ExpandingAcceptor};
 use crate::mailstore::{MailstoreServices, StoreSlot};
 use crate::net::{self, Conn, ListenerConfig, Protocol, SessionCtx, Shutdown, TlsMode};
@@ -51,6 +53,8 @@ pub enum NodeError {
     Queue(#[from] QueueError),
     #[error("message store: {0}")]
     Store(#[from] StoreError),
+    #[error("mail.srs_secret_file: {0}")]
+    Srs(String),
 }
 
 /// A started node. Dropping it does not stop it: call [`Node::stop`].
@@ -165,6 +169,40 @@ fn admin_token(path: &Path, create: bool) -> Result<String, NodeError> {
     }
 }
 
+/// The site's SRS keys from `mail.srs_secret_file`; in dev mode the file is created with a
+/// random secret at first start. No file configured: no SRS (redirects are kept instead).
+fn srs_keys(path: Option<&Path>, create: bool) -> Result<Option<Arc<Srs>>, NodeError> {
+    let Some(path) = path else {
+        tracing::info!(
+            "mail.srs_secret_file is not set: Sieve redirects are kept in INBOX instead"
+        );
+        return Ok(None);
+    };
+    if create && !path.exists() {
+        let secret: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .and_then(|mut f| {
+                writeln!(f, "{secret}")?;
+                f.sync_all()
+            });
+        if let Err(e) = written {
+            return Err(NodeError::Srs(format!(
+                "cannot create {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    Srs::load(path)
+        .map(|s| Some(Arc::new(s)))
+        .map_err(|e| NodeError::Srs(e.to_string()))
+}
+
 /// The mail listeners, bound before anything starts so a busy port fails the start cleanly.
 struct MailListeners {
     mx: Option<TcpListener>,
@@ -224,6 +262,7 @@ impl Node {
             cfg.cluster.key_file = pki.key;
         }
         let token = admin_token(&cfg.http.admin_token_file, dev)?;
+        let srs = srs_keys(cfg.mail.srs_secret_file.as_deref(), dev)?;
         crate::metrics::set_enabled(cfg.metrics.enabled);
         crate::metrics::node_info(cfg.node.id, &cfg.node.name);
         crate::metrics::certificate("ca", &cfg.cluster.ca_file);
@@ -323,10 +362,11 @@ impl Node {
             cluster: cluster.clone(),
         });
         let queue = Queue::start(cfg.queue.clone(), &data_dir, router, transport).await?;
-        let policy = Arc::new(DirectoryPolicy::new(cluster.clone()));
+        let policy = Arc::new(DirectoryPolicy::new(cluster.clone()).with_srs(srs.clone()));
         let acceptor = Arc::new(ExpandingAcceptor {
             cluster: cluster.clone(),
             queue: queue.clone(),
+            srs: srs.clone(),
         });
         let mail_cfg = |name: &str, tls: TlsMode| ListenerConfig {
             tls,
@@ -364,12 +404,18 @@ impl Node {
         // The store and its listeners: served from now on (static), or whenever this node
         // holds the mailstore lease (failover).
         let mailstore = cfg.mailstore.as_ref().map(|_| {
-            Arc::new(MailstoreServices::new(
-                cluster.clone(),
-                Arc::new(cfg.clone()),
-                http_tls.clone(),
-                policy.clone(),
-            ))
+            Arc::new(
+                MailstoreServices::new(
+                    cluster.clone(),
+                    Arc::new(cfg.clone()),
+                    http_tls.clone(),
+                    policy.clone(),
+                )
+                .with_outbound(Outbound {
+                    queue: queue.clone(),
+                    srs: srs.clone(),
+                }),
+            )
         });
         let mut failover = None;
         if let (Some(services), Some(ms)) = (&mailstore, &cfg.mailstore) {

@@ -31,6 +31,7 @@ fn the_image_default_config_loads_and_serves_the_mailstore_on_its_vip() {
         ("mailstore.imaps_listen", store.imaps_listen),
         ("mailstore.pop3_listen", store.pop3_listen),
         ("mailstore.pop3s_listen", store.pop3s_listen),
+        ("mailstore.managesieve_listen", store.managesieve_listen),
         ("mail.lmtp_addr", c.mail.lmtp_addr),
     ] {
         assert_eq!(on_vip(addr), Some(vip.address), "{key}");

@@ -116,6 +116,24 @@ const POP3_COMMANDS: [&str; 15] = [
     "TOP", "UIDL", "other",
 ];
 
+const MANAGESIEVE_COMMANDS: [&str; 15] = [
+    "AUTHENTICATE",
+    "STARTTLS",
+    "LOGOUT",
+    "CAPABILITY",
+    "NOOP",
+    "UNAUTHENTICATE",
+    "HAVESPACE",
+    "PUTSCRIPT",
+    "CHECKSCRIPT",
+    "LISTSCRIPTS",
+    "SETACTIVE",
+    "GETSCRIPT",
+    "DELETESCRIPT",
+    "RENAMESCRIPT",
+    "other",
+];
+
 /// Where in an SMTP transaction a refusal happened, the `stage` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
@@ -197,6 +215,10 @@ pub(crate) struct Metrics {
     pop3_command_seconds: HistogramVec,
     pop3_cells: Cells<(IntCounter, Histogram)>,
     pop3_errors: IntCounter,
+    managesieve_commands: IntCounterVec,
+    managesieve_command_seconds: HistogramVec,
+    managesieve_cells: Cells<(IntCounter, Histogram)>,
+    managesieve_errors: IntCounter,
     login_failures: IntCounterVec,
 
     // Queue.
@@ -409,10 +431,29 @@ impl Metrics {
                 "mailnode_pop3_errors_total",
                 "POP3 client errors (-ERR for an unknown, malformed or misplaced command).",
             ),
+            managesieve_commands: counter_vec(
+                &r,
+                "mailnode_managesieve_commands_total",
+                "ManageSieve commands run, by command.",
+                &["command"],
+            ),
+            managesieve_command_seconds: histogram_vec(
+                &r,
+                "mailnode_managesieve_command_duration_seconds",
+                "ManageSieve command processing time (directory writes and linearizable reads included).",
+                &["command"],
+                LATENCY,
+            ),
+            managesieve_cells: Cells::new(MANAGESIEVE_COMMANDS.len()),
+            managesieve_errors: counter(
+                &r,
+                "mailnode_managesieve_errors_total",
+                "ManageSieve client errors (NO for an unknown, malformed, oversized or misplaced command).",
+            ),
             login_failures: counter_vec(
                 &r,
                 "mailnode_login_failures_total",
-                "Failed logins (wrong credentials) by protocol: imap, pop3 (SMTP: mailnode_smtp_auth_total).",
+                "Failed logins (wrong credentials) by protocol: imap, pop3, managesieve (SMTP: mailnode_smtp_auth_total).",
                 &["protocol"],
             ),
             queue_deliveries: counter_vec(
@@ -800,7 +841,35 @@ pub fn pop3_error() {
     }
 }
 
-/// A failed login (wrong credentials) over `protocol` (`imap`, `pop3`).
+/// Counts a ManageSieve command (by `Command::name`) and times it until the guard drops.
+pub fn managesieve_command(name: &str) -> Timer {
+    if !enabled() {
+        return Timer::off();
+    }
+    let i = index_of(&MANAGESIEVE_COMMANDS, name);
+    let (count, hist) = M.managesieve_cells.get(i, || {
+        (
+            M.managesieve_commands
+                .with_label_values(&[MANAGESIEVE_COMMANDS[i]]),
+            M.managesieve_command_seconds
+                .with_label_values(&[MANAGESIEVE_COMMANDS[i]]),
+        )
+    });
+    count.inc();
+    Timer {
+        started: Instant::now(),
+        histogram: Some(hist.clone()),
+    }
+}
+
+/// A ManageSieve client error (answered NO).
+pub fn managesieve_error() {
+    if enabled() {
+        M.managesieve_errors.inc();
+    }
+}
+
+/// A failed login (wrong credentials) over `protocol` (`imap`, `pop3`, `managesieve`).
 pub fn login_failed(protocol: &'static str) {
     if enabled() {
         M.login_failures.with_label_values(&[protocol]).inc();
@@ -902,6 +971,17 @@ mod tests {
                 "{line}"
             );
         }
+        // Every ManageSieve command has its own label.
+        for name in crate::managesieve::command::Command::NAMES {
+            assert_eq!(
+                MANAGESIEVE_COMMANDS[index_of(&MANAGESIEVE_COMMANDS, name)],
+                name
+            );
+        }
+        assert_eq!(
+            MANAGESIEVE_COMMANDS[index_of(&MANAGESIEVE_COMMANDS, "alice")],
+            "other"
+        );
         assert_eq!(class(250), "2xx");
         assert_eq!(class(451), "4xx");
         assert_eq!(class(999), "5xx");

@@ -9,6 +9,9 @@
 //!   of it (`user+tag@`), or an alias that delivers to the user (`553 5.7.1` otherwise); the
 //!   null sender is refused.
 //! - LMTP: the recipient must be an enabled user (the queue has expanded aliases already).
+//! - SRS: with the site's SRS keys ([`DirectoryPolicy::with_srs`]), an `SRS0=` address of a
+//!   local domain (a bounce of mail a Sieve script redirected) is accepted while its hash is
+//!   right and it has not expired, and refused with `550 5.1.1` otherwise.
 //!
 //! The verdicts are pure functions over a [`Directory`] so they are table-tested without a
 //! cluster. Reads are local and never block on the network.
@@ -17,9 +20,12 @@
 //! alice, bob): any member may send as the role address, as in the reference deployment.
 //! Lists are not aliases: being a list member does not let a user send as the list.
 
+use std::sync::Arc;
+
 use crate::auth::AuthError;
 use crate::cluster::Cluster;
 use crate::directory::{Address, Directory, ResolveError};
+use crate::mail::srs::Srs;
 
 use super::policy::{AuthFailure, MailPolicy, Verdict};
 use super::Mode;
@@ -28,12 +34,20 @@ use super::Mode;
 #[derive(Clone)]
 pub struct DirectoryPolicy {
     cluster: Cluster,
+    /// Verifies `SRS0=` recipients; `None`: they are unknown users like any other.
+    srs: Option<Arc<Srs>>,
 }
 
 impl DirectoryPolicy {
     /// A policy reading `cluster`'s directory.
     pub fn new(cluster: Cluster) -> Self {
-        DirectoryPolicy { cluster }
+        DirectoryPolicy { cluster, srs: None }
+    }
+
+    /// Also accepts valid, unexpired `SRS0=` addresses of local domains (MX, submission).
+    pub fn with_srs(mut self, srs: Option<Arc<Srs>>) -> Self {
+        self.srs = srs;
+        self
     }
 
     fn with_directory<T>(&self, f: impl FnOnce(&Directory) -> T) -> T {
@@ -53,7 +67,11 @@ impl MailPolicy for DirectoryPolicy {
     }
 
     fn check_rcpt(&self, mode: Mode, auth_user: Option<&str>, rcpt: &Address) -> Verdict {
-        self.with_directory(|dir| rcpt_verdict(dir, mode, auth_user, rcpt))
+        self.with_directory(|dir| match &self.srs {
+            Some(srs) if mode != Mode::Lmtp => srs_verdict(dir, srs, rcpt, now_unix())
+                .unwrap_or_else(|| rcpt_verdict(dir, mode, auth_user, rcpt)),
+            _ => rcpt_verdict(dir, mode, auth_user, rcpt),
+        })
     }
 
     async fn authenticate(&self, user: &str, password: &str) -> Result<String, AuthFailure> {
@@ -66,6 +84,23 @@ impl MailPolicy for DirectoryPolicy {
             }
         }
     }
+}
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The verdict on an `SRS0=` recipient of a local domain; `None` for any other address.
+pub fn srs_verdict(dir: &Directory, srs: &Srs, rcpt: &Address, now_unix: i64) -> Option<Verdict> {
+    if !Srs::is_srs(rcpt.as_str()) || dir.domain(rcpt.domain()).is_none() {
+        return None;
+    }
+    Some(match srs.reverse(rcpt.as_str(), now_unix) {
+        Ok(orig) if Address::parse(&orig).is_ok() => Verdict::Accept,
+        Ok(_) | Err(_) => Verdict::UnknownUser,
+    })
 }
 
 /// Judges an envelope or `From:` sender.
@@ -198,6 +233,35 @@ mod tests {
 
     fn a(s: &str) -> Address {
         Address::parse(s).unwrap()
+    }
+
+    #[test]
+    fn srs_recipients_of_local_domains_only() {
+        let dir = directory();
+        let srs = Srs::new(vec![b"a-test-secret-0123456789".to_vec()]).unwrap();
+        let now = 1_780_000_000;
+        let good = srs.forward("carol@remote.example", "example.org", now);
+        assert_eq!(
+            srs_verdict(&dir, &srs, &a(&good), now),
+            Some(Verdict::Accept)
+        );
+        let forged = good.replace("=carol@", "=mallory@");
+        assert_eq!(
+            srs_verdict(&dir, &srs, &a(&forged), now),
+            Some(Verdict::UnknownUser)
+        );
+        assert_eq!(
+            srs_verdict(&dir, &srs, &a(&good), now + 40 * 86_400),
+            Some(Verdict::UnknownUser),
+            "expired"
+        );
+        let foreign = srs.forward("carol@remote.example", "other.example", now);
+        assert_eq!(
+            srs_verdict(&dir, &srs, &a(&foreign), now),
+            None,
+            "not ours: relay rules"
+        );
+        assert_eq!(srs_verdict(&dir, &srs, &a("alice@example.org"), now), None);
     }
 
     #[test]

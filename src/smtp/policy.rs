@@ -130,6 +130,10 @@ pub enum DeliveryError {
     /// Never try again (`554 5.3.0`).
     #[error("delivery refused: {0}")]
     Permanent(String),
+    /// The recipient's Sieve script refused the message (`reject`/`ereject`, RFC 5429):
+    /// `550 5.7.1` with the script's reason.
+    #[error("rejected: {0}")]
+    Rejected(String),
 }
 
 /// Delivers LMTP mail into mailboxes: implemented over the message store.

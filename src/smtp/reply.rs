@@ -248,8 +248,30 @@ impl DeliveryError {
                 Enhanced(5, 3, 0),
                 format!("<{rcpt}> delivery failed: {text}"),
             ),
+            DeliveryError::Rejected(reason) => {
+                Reply::new(550, Enhanced(5, 7, 1), reject_text(reason))
+            }
         }
     }
+}
+
+/// A Sieve reject reason as one reply line: printable ASCII, at most 200 characters (the
+/// script's text is user input; a line break would forge further replies).
+fn reject_text(reason: &str) -> String {
+    let mut out: String = reason
+        .chars()
+        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if out.len() > 200 {
+        out.truncate(200);
+    }
+    if out.is_empty() {
+        out.push_str("rejected by the recipient's filter");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -280,6 +302,20 @@ mod tests {
         for (reply, want) in cases {
             assert_eq!(wire(&reply), want);
         }
+    }
+
+    #[test]
+    fn sieve_reject_reason_is_one_clean_line() {
+        let r =
+            DeliveryError::Rejected("No thanks.\r\n250 2.0.0 forged\tline é".into()).reply("a@b.c");
+        assert_eq!(wire(&r), "550 5.7.1 No thanks. 250 2.0.0 forged line\r\n");
+        let long = DeliveryError::Rejected("x".repeat(1000)).reply("a@b.c");
+        assert!(wire(&long).len() < 220);
+        let empty = DeliveryError::Rejected("\n".into()).reply("a@b.c");
+        assert_eq!(
+            wire(&empty),
+            "550 5.7.1 rejected by the recipient's filter\r\n"
+        );
     }
 
     #[test]
@@ -326,6 +362,11 @@ mod tests {
                 DeliveryError::QuotaExceeded.reply("a@b.c"),
                 452,
                 Enhanced(4, 2, 2),
+            ),
+            (
+                DeliveryError::Rejected("go away".into()).reply("a@b.c"),
+                550,
+                Enhanced(5, 7, 1),
             ),
             (
                 storage_error(&io::Error::from(io::ErrorKind::StorageFull)),

@@ -485,7 +485,7 @@ impl<D: LmtpDelivery> Sink for LmtpSink<D> {
             Err(DeliveryError::NoSpace) => Some("storage"),
             Err(DeliveryError::UnknownUser) => Some("unknown_user"),
             Err(DeliveryError::Temporary(_)) => Some("tempfail"),
-            Err(DeliveryError::Permanent(_)) => Some("refused"),
+            Err(DeliveryError::Permanent(_) | DeliveryError::Rejected(_)) => Some("refused"),
         });
         let replies = envelope
             .recipients

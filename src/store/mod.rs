@@ -34,6 +34,7 @@ mod once;
 mod record;
 mod recover;
 mod user;
+mod vacation;
 mod view;
 mod write;
 
