@@ -8,6 +8,7 @@
 //! - [`StoreDelivery`]: the LMTP server's delivery into the message store, with the quota from
 //!   the directory, running users' Sieve scripts (module `sieve`; vacation replies are built
 //!   in `vacation`).
+//! - [`policy_sync`]: installs the replicated anti-UBE policy into the node's `PolicyHandle`.
 //! - [`srs`]: the Sender Rewriting Scheme for redirected mail, and its reverse on the MX: a
 //!   valid `SRS0=` address of a local domain is forwarded to the original sender.
 //!
@@ -15,6 +16,7 @@
 //! the end of DATA is honoured; a recipient that no longer resolves is queued as given and
 //! refused by LMTP (then bounced), never silently dropped.
 
+pub mod policy_sync;
 pub mod sieve;
 pub mod srs;
 mod vacation;
@@ -131,6 +133,20 @@ impl Router for DirectoryRouter {
     }
 }
 
+/// Whether the message's header has `X-Spam-Flag: YES` (the MX's tag; SpamAssassin's too).
+fn is_tagged(message: &[u8]) -> bool {
+    let end = message
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(message.len().min(64 * 1024));
+    message[..end].split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.len() > 12
+            && line[..12].eq_ignore_ascii_case(b"x-spam-flag:")
+            && line[12..].trim_ascii().eq_ignore_ascii_case(b"yes")
+    })
+}
+
 /// LMTP delivery into the message store.
 pub struct StoreDelivery {
     pub cluster: Cluster,
@@ -140,6 +156,9 @@ pub struct StoreDelivery {
     pub outbound: Option<sieve::Outbound>,
     /// Compiled Sieve scripts.
     scripts: sieve::ScriptCache,
+    /// The anti-UBE policy: messages the MX tagged (`X-Spam-Flag: YES`) go to its Junk folder
+    /// for users without a Sieve script (`None`: to INBOX).
+    pub junk: Option<Arc<crate::antiube::PolicyHandle>>,
 }
 
 /// An LMTP recipient's mailbox owner, quota and active Sieve script source.
@@ -153,6 +172,22 @@ impl StoreDelivery {
             store,
             outbound,
             scripts: sieve::ScriptCache::default(),
+            junk: None,
+        }
+    }
+
+    /// The folder a tagged message goes to, created when missing; INBOX when it cannot be.
+    async fn junk_folder(&self, user: &str) -> String {
+        let Some(policy) = &self.junk else {
+            return INBOX.to_string();
+        };
+        let folder = policy.get().settings.content.junk_folder.clone();
+        match self.store.create_mailbox(user, &folder, None).await {
+            Ok(()) | Err(StoreError::MailboxExists(_)) => folder,
+            Err(e) => {
+                tracing::warn!(%user, %folder, error = %e, "cannot create the Junk folder; tagged message kept in INBOX");
+                INBOX.to_string()
+            }
         }
     }
 
@@ -194,6 +229,7 @@ impl LmtpDelivery for StoreDelivery {
         let mut targets = Vec::new();
         let mut slots = Vec::new();
         let mut scripted = Vec::new();
+        let tagged = self.junk.is_some() && is_tagged(&bytes);
         for (i, r) in envelope.recipients.iter().enumerate() {
             results.push(Ok(()));
             let Some((user, quota_bytes, script)) = self.owner(&r.address) else {
@@ -213,9 +249,14 @@ impl LmtpDelivery for StoreDelivery {
                 continue;
             }
             slots.push(i);
+            let mailbox = if tagged {
+                self.junk_folder(&user).await
+            } else {
+                INBOX.to_string()
+            };
             targets.push(DeliveryTarget {
                 user,
-                mailbox: INBOX.to_string(),
+                mailbox,
                 flags: Flags::default(),
                 quota_bytes,
                 key: envelope
@@ -246,5 +287,21 @@ impl LmtpDelivery for StoreDelivery {
             });
         }
         results
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_tagged;
+
+    #[test]
+    fn tagged_only_by_a_yes_flag_in_the_header() {
+        assert!(is_tagged(
+            b"Received: x\r\nX-Spam-Flag: YES\r\n\r\nbody\r\n"
+        ));
+        assert!(is_tagged(b"x-spam-flag:yes\r\n\r\n"));
+        assert!(!is_tagged(b"X-Spam-Flag: NO\r\n\r\nX-Spam-Flag: YES\r\n"));
+        assert!(!is_tagged(b"Subject: X-Spam-Flag: YES\r\n\r\n"));
+        assert!(!is_tagged(b""));
     }
 }

@@ -48,6 +48,8 @@ pub struct MailstoreServices {
     running: tokio::sync::Mutex<Option<(Shutdown, JoinSet<()>)>>,
     /// The node's queue and SRS keys, for Sieve redirects and vacation replies.
     outbound: Option<Outbound>,
+    /// The anti-UBE policy in force (its Junk folder).
+    antiube: Option<Arc<crate::antiube::PolicyHandle>>,
 }
 
 async fn bind(
@@ -80,12 +82,19 @@ impl MailstoreServices {
             slot: Arc::new(RwLock::new(None)),
             running: tokio::sync::Mutex::new(None),
             outbound: None,
+            antiube: None,
         }
     }
 
     /// Lets users' Sieve scripts send (redirect, vacation) through this node's queue.
     pub fn with_outbound(mut self, outbound: Outbound) -> Self {
         self.outbound = Some(outbound);
+        self
+    }
+
+    /// Files messages the MX tagged as spam into the policy's Junk folder.
+    pub fn with_antiube(mut self, policy: Arc<crate::antiube::PolicyHandle>) -> Self {
+        self.antiube = Some(policy);
         self
     }
 
@@ -126,11 +135,10 @@ impl MailstoreServices {
             idle_timeout: Duration::from_secs(cfg.mail.idle_timeout_secs),
             ..ListenerConfig::new(name)
         };
-        let delivery = Arc::new(StoreDelivery::new(
-            self.cluster.clone(),
-            store.clone(),
-            self.outbound.clone(),
-        ));
+        let mut delivery =
+            StoreDelivery::new(self.cluster.clone(), store.clone(), self.outbound.clone());
+        delivery.junk = self.antiube.clone();
+        let delivery = Arc::new(delivery);
         let server = LmtpServer::new(cfg.smtp.clone(), self.policy.clone(), delivery);
         if let Some(l) = lmtp {
             let lc = mail_cfg("lmtp", TlsMode::Plain);

@@ -228,6 +228,31 @@ async fn bind_mail(cfg: &Config) -> Result<MailListeners, NodeError> {
     })
 }
 
+/// Saves the greylisting triplets every minute and once more at shutdown (best effort: a
+/// lost minute only greylists a few correspondents again).
+fn spawn_greylist_saver(
+    filter: Arc<crate::antiube::filter::Filter>,
+    shutdown: net::ShutdownSignal,
+) {
+    tokio::spawn(async move {
+        loop {
+            let stop = tokio::select! {
+                () = shutdown.triggered() => true,
+                () = tokio::time::sleep(Duration::from_secs(60)) => false,
+            };
+            let f = filter.clone();
+            match tokio::task::spawn_blocking(move || f.save()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the greylisting triplets"),
+                Err(e) => tracing::warn!(error = %e, "greylist save task failed"),
+            }
+            if stop {
+                return;
+            }
+        }
+    });
+}
+
 /// Spawns a listener task that `/readyz` counts as running until it ends.
 fn spawn_counted<F>(tasks: &mut JoinSet<()>, readiness: &mut crate::admin::Readiness, serve: F)
 where
@@ -363,6 +388,23 @@ impl Node {
         });
         let queue = Queue::start(cfg.queue.clone(), &data_dir, router, transport).await?;
         let policy = Arc::new(DirectoryPolicy::new(cluster.clone()).with_srs(srs.clone()));
+        // Anti-UBE: the replicated policy, put in force here, enforced by the MX and submission.
+        let antiube = Arc::new(crate::antiube::PolicyHandle::default());
+        let policy_sync =
+            crate::mail::policy_sync::spawn(cluster.clone(), antiube.clone(), shutdown.signal());
+        let filter = Arc::new(
+            crate::antiube::filter::Filter::new(
+                antiube.clone(),
+                &cfg.smtp.hostname,
+                &cfg.node.name,
+                &data_dir.join("greylist.db"),
+            )
+            .map_err(|e| NodeError::DataDir {
+                path: data_dir.join("greylist.db").display().to_string(),
+                reason: format!("greylisting file: {e}"),
+            })?,
+        );
+        spawn_greylist_saver(filter.clone(), shutdown.signal());
         let acceptor = Arc::new(ExpandingAcceptor {
             cluster: cluster.clone(),
             queue: queue.clone(),
@@ -381,15 +423,18 @@ impl Node {
             ..Default::default()
         };
         if let Some(l) = mail_listeners.mx {
-            let server = SmtpServer::mx(cfg.smtp.clone(), policy.clone(), acceptor.clone());
+            let server = SmtpServer::mx(cfg.smtp.clone(), policy.clone(), acceptor.clone())
+                .with_filter(filter.clone());
             let lc = mail_cfg("smtp-mx", TlsMode::StartTls(http_tls.clone()));
             let serve = net::serve(l, lc, Arc::new(server), shutdown.clone());
             spawn_counted(&mut tasks, &mut readiness, serve);
         }
-        let submission = SmtpServer::submission(cfg.smtp.clone(), policy.clone(), acceptor.clone());
+        let submission = SmtpServer::submission(cfg.smtp.clone(), policy.clone(), acceptor.clone())
+            .with_filter(filter.clone());
         let limiter = submission.auth_limiter();
         if let Some(l) = mail_listeners.submission {
             let server = SmtpServer::submission(cfg.smtp.clone(), policy.clone(), acceptor.clone())
+                .with_filter(filter.clone())
                 .with_auth_limiter(limiter.clone());
             let lc = mail_cfg("submission", TlsMode::StartTls(http_tls.clone()));
             let serve = net::serve(l, lc, Arc::new(server), shutdown.clone());
@@ -414,7 +459,8 @@ impl Node {
                 .with_outbound(Outbound {
                     queue: queue.clone(),
                     srs: srs.clone(),
-                }),
+                })
+                .with_antiube(antiube.clone()),
             )
         });
         let mut failover = None;
@@ -440,7 +486,8 @@ impl Node {
             AdminApi::new(cluster.clone(), token.clone())
                 .with_mail(queue.clone(), store_slot.clone())
                 .with_failover(failover.clone())
-                .with_readiness(readiness),
+                .with_readiness(readiness)
+                .with_antiube(antiube.clone(), policy_sync),
         );
         tasks.spawn(net::serve(
             http_listener,

@@ -12,6 +12,7 @@
 //! `{"error": "...", "hint": "..."}` with a status that says whose fault it was.
 
 pub mod mail;
+mod policy;
 mod routes;
 mod sieve;
 
@@ -44,6 +45,11 @@ pub struct AdminApi {
     pub failover: Option<crate::failover::Failover>,
     /// What `/readyz` checks besides Raft.
     pub readiness: Readiness,
+    /// The anti-UBE policy in force on this node and its installer's status (`/api/policy`).
+    pub antiube: Option<(
+        Arc<crate::antiube::PolicyHandle>,
+        Arc<crate::mail::policy_sync::SyncStatus>,
+    )>,
 }
 
 /// What `/readyz` checks besides the cluster: the node's SMTP listeners run, and it is not
@@ -192,7 +198,18 @@ impl AdminApi {
             store: Default::default(),
             failover: None,
             readiness: Readiness::default(),
+            antiube: None,
         }
+    }
+
+    /// Reports the anti-UBE policy this node has in force.
+    pub fn with_antiube(
+        mut self,
+        handle: Arc<crate::antiube::PolicyHandle>,
+        status: Arc<crate::mail::policy_sync::SyncStatus>,
+    ) -> Self {
+        self.antiube = Some((handle, status));
+        self
     }
 
     /// Adds what `/readyz` checks besides Raft.

@@ -66,6 +66,7 @@ pub async fn route(api: &AdminApi, call: Call<'_>) -> ApiResult {
         (Some("queue"), _) => super::mail::queue(api, call).await,
         (Some("mailstore"), _) => mailstore(api, call).await,
         (Some("store"), _) => super::mail::store(api, call).await,
+        (Some("policy"), _) => super::policy::route(api, call).await,
         (Some("resolve"), 2) if m == Method::GET => {
             consistent(api, &call).await?;
             let dir = api.cluster.read_directory();

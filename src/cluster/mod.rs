@@ -27,7 +27,7 @@ use tokio::sync::Mutex;
 pub use rpc::Dialer;
 use rpc::{Forward, ForwardError, ForwardReply, PeerClient, RpcRequest, RpcResponse};
 pub use store::SharedDirectory;
-use store::{LogStore, SharedMailstore, StateMachine};
+use store::{LogStore, SharedMailstore, SharedPolicyVersion, StateMachine};
 use types::Raft;
 pub use types::{NodeInfo, Request, Response};
 
@@ -160,6 +160,8 @@ struct Inner {
     raft: Raft,
     directory: SharedDirectory,
     mailstore: SharedMailstore,
+    /// The applied anti-UBE policy version, for [`Cluster::policy_version`].
+    policy_version: SharedPolicyVersion,
     dialer: Dialer,
     settings: RaftSettings,
     log: LogStore,
@@ -197,6 +199,7 @@ impl Cluster {
         let sm = StateMachine::open(&db).map_err(|e| store_err(e.to_string()))?;
         let directory = sm.directory();
         let mailstore = sm.mailstore();
+        let policy_version = sm.policy_version();
         let config = openraft::Config {
             cluster_name: "mailnode".into(),
             heartbeat_interval: settings.heartbeat.as_millis() as u64,
@@ -250,6 +253,7 @@ impl Cluster {
                 raft,
                 directory,
                 mailstore,
+                policy_version,
                 dialer,
                 settings,
                 log,
@@ -379,6 +383,13 @@ impl Cluster {
     /// The local copy of the mailstore lease state; `changed()` wakes on every applied change.
     pub fn mailstore(&self) -> tokio::sync::watch::Receiver<MailstoreState> {
         self.inner.mailstore.subscribe()
+    }
+
+    /// The version of the anti-UBE policy this node has applied (0: none stored);
+    /// `changed()` wakes when an applied entry or an installed snapshot changes it. The
+    /// document itself is read from [`Cluster::read_directory`].
+    pub fn policy_version(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.policy_version.subscribe()
     }
 
     /// What the failover task needs of Raft, from local metrics (no RPC).

@@ -3,9 +3,10 @@
 //! One sled database per node (`<data_dir>/raft`), three trees:
 //! - `log`: entries keyed by big-endian index, so sled's ordering is the log's order;
 //! - `meta`: the vote, the committed log id, the last purged log id and the current snapshot;
-//! - `sm`: the state machine — directory records (`d/…`, `u/…`, `a/…`, `l/…`) plus the reserved
-//!   keys `_applied` and `_membership`, written in one atomic batch per apply so a crash leaves
-//!   the state machine at an entry boundary (openraft replays the log from `_applied`).
+//! - `sm`: the state machine — directory records (`d/…`, `u/…`, `s/…`, `a/…`, `l/…`, and the
+//!   anti-UBE policy's `p/…`) plus the reserved keys `_applied` and `_membership`, written in
+//!   one atomic batch per apply so a crash leaves the state machine at an entry boundary
+//!   (openraft replays the log from `_applied`).
 //!
 //! The directory is also held in memory ([`SharedDirectory`]) so lookups never touch the disk.
 //! Durability: every log append, truncation and vote is flushed (fsync) before openraft is told
@@ -47,6 +48,9 @@ const MAILSTORE: &str = "_mailstore";
 
 /// The mailstore lease state, shared with the failover task, which is woken on every change.
 pub type SharedMailstore = Arc<tokio::sync::watch::Sender<MailstoreState>>;
+
+/// The applied anti-UBE policy version (0: none), so the node's policy task wakes on a change.
+pub type SharedPolicyVersion = Arc<tokio::sync::watch::Sender<u64>>;
 
 fn sio(
     subject: ErrorSubject<u64>,
@@ -277,6 +281,7 @@ pub struct StateMachine {
     db: sled::Db,
     directory: SharedDirectory,
     mailstore: SharedMailstore,
+    policy_version: SharedPolicyVersion,
 }
 
 impl StateMachine {
@@ -296,13 +301,20 @@ impl StateMachine {
         let directory = Directory::from_records(records.into_iter())
             .map_err(|e| sio(ErrorSubject::StateMachine, ErrorVerb::Read, e))?;
         let mailstore = get_json::<MailstoreState>(&sm, MAILSTORE.as_bytes())?.unwrap_or_default();
+        let policy_version = directory.policy_version();
         Ok(StateMachine {
             sm,
             meta,
             db: db.clone(),
             directory: Arc::new(RwLock::new(directory)),
             mailstore: Arc::new(tokio::sync::watch::Sender::new(mailstore)),
+            policy_version: Arc::new(tokio::sync::watch::Sender::new(policy_version)),
         })
+    }
+
+    /// The applied anti-UBE policy version, for the node's policy task.
+    pub fn policy_version(&self) -> SharedPolicyVersion {
+        self.policy_version.clone()
     }
 
     /// The mailstore lease state, for the failover task.
@@ -384,6 +396,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut membership = None;
         let mut lease = self.mailstore.borrow().clone();
         let mut lease_changed = false;
+        let policy_version;
         {
             let mut dir = self.directory.write().unwrap_or_else(|p| p.into_inner());
             for entry in entries {
@@ -394,18 +407,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         membership = Some(StoredMembership::new(Some(entry.log_id), m));
                         responses.push(Response::Applied(Outcome::Done));
                     }
-                    EntryPayload::Normal(Request::Directory(cmd)) => match dir.apply(&cmd) {
-                        Ok(applied) => {
-                            for change in &applied.changes {
-                                match &change.value {
-                                    Some(v) => batch.insert(change.key.as_bytes(), v.clone()),
-                                    None => batch.remove(change.key.as_bytes()),
+                    EntryPayload::Normal(Request::Directory(cmd)) => {
+                        match dir.apply_at(entry.log_id.index, &cmd) {
+                            Ok(applied) => {
+                                for change in &applied.changes {
+                                    match &change.value {
+                                        Some(v) => batch.insert(change.key.as_bytes(), v.clone()),
+                                        None => batch.remove(change.key.as_bytes()),
+                                    }
                                 }
+                                responses.push(Response::Applied(applied.outcome));
                             }
-                            responses.push(Response::Applied(applied.outcome));
+                            Err(e) => responses.push(Response::Refused(e.to_string())),
                         }
-                        Err(e) => responses.push(Response::Refused(e.to_string())),
-                    },
+                    }
                     EntryPayload::Normal(Request::Mailstore(cmd)) => {
                         let outcome = lease.apply(&cmd);
                         lease_changed |= outcome == LeaseOutcome::Done;
@@ -413,6 +428,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                 }
             }
+            policy_version = dir.policy_version();
         }
         if lease_changed {
             batch.insert(MAILSTORE.as_bytes(), to_json(&lease)?);
@@ -429,6 +445,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         if lease_changed {
             self.mailstore.send_replace(lease);
         }
+        // After the batch is stored: a woken reader finds the directory and the disk agreeing.
+        self.policy_version.send_if_modified(|v| {
+            let changed = *v != policy_version;
+            *v = policy_version;
+            changed
+        });
         Ok(responses)
     }
 
@@ -485,8 +507,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .insert(SNAPSHOT, to_json(&stored)?)
             .map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
+        let policy_version = new_dir.policy_version();
         *self.directory.write().unwrap_or_else(|p| p.into_inner()) = new_dir;
         self.mailstore.send_replace(image.mailstore);
+        self.policy_version.send_if_modified(|v| {
+            let changed = *v != policy_version;
+            *v = policy_version;
+            changed
+        });
         Ok(())
     }
 

@@ -100,6 +100,10 @@ pub enum Command {
     /// Manage users' Sieve filter scripts (at most one active per user).
     #[command(subcommand)]
     Sieve(SieveCmd),
+    /// The cluster-wide anti-UBE policy: settings (TOML) and the maps they name. Every node
+    /// enforces the stored policy; a change takes effect without restarts.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Planned switchover of the active mailstore: the holder drains and releases, then the
     /// target (or any other eligible node) takes over without waiting for the lease to expire.
     Failover {
@@ -453,6 +457,80 @@ pub enum SieveCmd {
     },
 }
 
+/// `mailctl policy …`: the anti-UBE policy document, replicated to every node.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Show the version, the settings and the maps (with --json: the server's answer).
+    Show,
+    /// Replace the settings with FILE's TOML; the maps are kept. Compiled first: an error
+    /// names the line, nothing is stored and the policy in force stays.
+    Set {
+        /// File holding the settings; `-` reads standard input.
+        file: PathBuf,
+        /// Refuse unless the stored version is this one (as `policy show` printed it), so a
+        /// change someone made meanwhile is not overwritten.
+        #[arg(long, value_name = "VERSION")]
+        expect_version: Option<u64>,
+    },
+    /// Compile settings (and maps) on the server without storing anything; stored maps fill
+    /// in those not given with --map. Exits 1 with `NAME:LINE: message` on a bad document.
+    Check {
+        /// File holding the settings; `-` reads standard input.
+        file: PathBuf,
+        /// A map to check with them, replacing a stored map of that name (repeatable).
+        #[arg(long = "map", value_name = "NAME=FILE", value_parser = parse_map_arg)]
+        maps: Vec<(String, PathBuf)>,
+    },
+    /// Manage the maps (Postfix regexp/pcre tables) the settings refer to.
+    #[command(subcommand)]
+    Map(PolicyMapCmd),
+}
+
+/// `mailctl policy map …`
+#[derive(Debug, Subcommand)]
+pub enum PolicyMapCmd {
+    /// List the maps with their size.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Print a map's text.
+    Show {
+        /// The map's name.
+        name: String,
+    },
+    /// Create or replace a map (compiled with the settings first: an error names the map and
+    /// the line, and the policy in force stays).
+    Put {
+        /// The map's name (letters, digits, '.', '_', '-').
+        name: String,
+        /// File holding the map; `-` reads standard input.
+        file: PathBuf,
+        /// Refuse unless the stored version is this one.
+        #[arg(long, value_name = "VERSION")]
+        expect_version: Option<u64>,
+    },
+    /// Delete a map (refused while the settings name it).
+    #[command(name = "rm", visible_alias = "delete")]
+    Rm {
+        /// The map's name.
+        name: String,
+        /// Refuse unless the stored version is this one.
+        #[arg(long, value_name = "VERSION")]
+        expect_version: Option<u64>,
+    },
+}
+
+/// `NAME=FILE` of `mailctl policy check --map`.
+fn parse_map_arg(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, file)) if !name.is_empty() && !file.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(file)))
+        }
+        _ => Err(format!(
+            "{s:?}: write NAME=FILE, e.g. spam_headers=headers.pcre"
+        )),
+    }
+}
+
 /// The import file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImportFormat {
@@ -764,6 +842,73 @@ mod tests {
                 Cli::try_parse_from(args).unwrap_err().exit_code(),
                 2,
                 "{args:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn policy_verbs_parse() {
+        let cli = Cli::try_parse_from([
+            "mailctl",
+            "policy",
+            "check",
+            "p.toml",
+            "--map",
+            "hc=h.pcre",
+            "--map",
+            "bc=b",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Policy(PolicyCmd::Check { file, maps }) => {
+                assert_eq!(file, PathBuf::from("p.toml"));
+                assert_eq!(
+                    maps,
+                    [
+                        ("hc".to_owned(), PathBuf::from("h.pcre")),
+                        ("bc".to_owned(), PathBuf::from("b"))
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "mailctl",
+            "policy",
+            "map",
+            "put",
+            "hc",
+            "-",
+            "--expect-version",
+            "7",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Policy(PolicyCmd::Map(PolicyMapCmd::Put {
+                expect_version: Some(7),
+                ..
+            }))
+        ));
+        for ok in [
+            &["mailctl", "policy", "show", "--json"][..],
+            &["mailctl", "policy", "map", "ls"],
+            &["mailctl", "policy", "map", "rm", "hc"],
+            &["mailctl", "policy", "map", "delete", "hc"],
+        ] {
+            assert!(Cli::try_parse_from(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["mailctl", "policy", "check", "p.toml", "--map", "hc"][..],
+            &["mailctl", "policy", "check", "p.toml", "--map", "=f"],
+            &["mailctl", "policy", "set"],
+            &["mailctl", "policy", "set", "f", "--expect-version", "x"],
+            &["mailctl", "policy", "map", "put", "hc"],
+        ] {
+            assert_eq!(
+                Cli::try_parse_from(bad).unwrap_err().exit_code(),
+                2,
+                "{bad:?}"
             );
         }
     }

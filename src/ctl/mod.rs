@@ -9,7 +9,7 @@
 //! Code map: [`args`] is the command line; [`discover`] finds server, token and CA; [`client`]
 //! speaks HTTP/1.1 over rustls; [`output`] renders tables; [`password`] reads passwords; one
 //! file per command group (`cluster`, `domain`, `user`, `import`, `recipients`, `queue`,
-//! `store`, `sieve`); [`pki`] mints certificates with no server at all.
+//! `store`, `sieve`, `policy`); [`pki`] mints certificates with no server at all.
 //!
 //! Security note: the HTTPS client trusts only the CA file it was given — never the system
 //! roots — so a token is only ever sent to a server holding a certificate from the cluster CA.
@@ -25,6 +25,7 @@ mod import;
 pub mod output;
 pub mod password;
 pub mod pki;
+mod policy;
 mod queue;
 mod recipients;
 mod sieve;
@@ -159,6 +160,7 @@ async fn dispatch(ctx: &Ctx, command: Command) -> Result<(), CtlError> {
         Command::Queue(cmd) => queue::run(ctx, cmd).await,
         Command::Store(cmd) => store::run(ctx, cmd).await,
         Command::Sieve(cmd) => sieve::run(ctx, cmd).await,
+        Command::Policy(cmd) => policy::run(ctx, cmd).await,
     }
 }
 

@@ -23,9 +23,16 @@ use super::password::scheme_of;
 use super::state::Directory;
 
 impl Directory {
-    /// Validates and applies `cmd`. On `Err` nothing changed; on `Ok` the returned
-    /// [`Applied::changes`] are the records to persist.
+    /// Validates and applies `cmd` outside the Raft log (tests, tools): like
+    /// [`Directory::apply_at`] with no log index, so a policy change counts its version up.
     pub fn apply(&mut self, cmd: &Command) -> Result<Applied, DirectoryError> {
+        self.apply_at(0, cmd)
+    }
+
+    /// Validates and applies `cmd`, the Raft log entry at `index`. On `Err` nothing changed;
+    /// on `Ok` the returned [`Applied::changes`] are the records to persist. The index is only
+    /// used as the anti-UBE policy's version (see `directory::policy`).
+    pub fn apply_at(&mut self, index: u64, cmd: &Command) -> Result<Applied, DirectoryError> {
         let mut changes = Vec::new();
         let outcome = match cmd {
             Command::AddDomain { name } => {
@@ -221,6 +228,10 @@ impl Directory {
             Command::DeleteSieveScript { user, name } => {
                 self.delete_sieve_script(user, name, &mut changes)?
             }
+            Command::SetPolicy {
+                doc,
+                expected_version,
+            } => self.set_policy(index, doc, *expected_version, &mut changes)?,
             Command::ImportUsers {
                 users,
                 aliases,

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::address::AddressError;
 use super::model::{Alias, Kind, User};
 use super::password::PasswordError;
+use crate::antiube::policy::PolicyDoc;
 
 /// One change to the directory, as replicated through the Raft log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,14 +175,24 @@ pub enum Command {
         /// The script's name.
         name: String,
     },
+    /// Replace the cluster-wide anti-UBE policy document. The receiving node compiles it
+    /// before proposing this; `apply` checks only names and limits (see `directory::policy`).
+    SetPolicy {
+        /// The whole document: settings and every map.
+        doc: PolicyDoc,
+        /// Compare-and-set: refused unless the stored version is this one (0: none stored).
+        /// `None` replaces whatever is stored.
+        #[serde(default)]
+        expected_version: Option<u64>,
+    },
 }
 
 /// One persisted record that a command created, replaced or deleted. The cluster writes
 /// these to the state machine's store in the same transaction as the applied log index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
-    /// `d/<domain>`, `u/<address>`, `s/<address>` (Sieve scripts), `a/<address>` or
-    /// `l/<address>`.
+    /// `d/<domain>`, `u/<address>`, `s/<address>` (Sieve scripts), `a/<address>`,
+    /// `l/<address>`, or `p/settings` / `p/m/<map>` (the anti-UBE policy).
     pub key: String,
     /// The record as JSON, or `None` when it was deleted.
     pub value: Option<Vec<u8>>,
@@ -219,6 +230,7 @@ impl Command {
             Command::ActivateSieveScript { .. } => "ActivateSieveScript",
             Command::RenameSieveScript { .. } => "RenameSieveScript",
             Command::DeleteSieveScript { .. } => "DeleteSieveScript",
+            Command::SetPolicy { .. } => "SetPolicy",
         }
     }
 }
@@ -404,6 +416,21 @@ pub enum DirectoryError {
         /// The owner.
         user: String,
         /// Which limit.
+        reason: String,
+    },
+    /// `SetPolicy` whose `expected_version` is not the stored one: someone else changed the
+    /// policy since the caller read it.
+    #[error("the anti-UBE policy changed since it was read (version {expected} was read, {current} is stored): run `mailctl policy show` and make the change again")]
+    PolicyConflict {
+        /// The version the caller read.
+        expected: u64,
+        /// The version stored.
+        current: u64,
+    },
+    /// A policy document over a limit or with a bad map name.
+    #[error("anti-UBE policy refused: {reason}")]
+    PolicyLimit {
+        /// Which limit, and what to do.
         reason: String,
     },
     /// A persisted record that cannot be loaded: the state machine's store is damaged.

@@ -17,7 +17,7 @@
 //! changes nothing.
 //!
 //! Code map: [`address`] (parsing and normalising addresses), `model` (the records), `sieve`
-//! (users' Sieve scripts),
+//! (users' Sieve scripts), `policy` (the cluster-wide anti-UBE policy document),
 //! `command` (commands, results, errors), `state` (maps, read API, persistence records),
 //! `apply` (the transition function), `resolve` (recipient resolution and graph checks),
 //! [`password`], [`import`] (CSV and LDIF).
@@ -28,6 +28,7 @@ mod command;
 pub mod import;
 mod model;
 pub mod password;
+mod policy;
 mod resolve;
 mod sieve;
 mod state;
@@ -38,6 +39,7 @@ pub use model::{
     Alias, Counts, DomainEntry, Kind, List, User, DEFAULT_MAIL_HOST, MAX_DISPLAY_NAME,
     MAX_PREF_KEY, MAX_PREF_VALUE,
 };
+pub use policy::{check_policy_doc, StoredPolicy, MAX_POLICY_BYTES, MAX_POLICY_SETTINGS_BYTES};
 pub use resolve::{Resolution, ResolveError, MAX_DEPTH};
 pub use sieve::{
     check_sieve_name, SieveScripts, MAX_SIEVE_NAME, MAX_SIEVE_SCRIPTS, MAX_SIEVE_SCRIPT_BYTES,

@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::address::{domain_of, key};
 use super::command::{Change, DirectoryError};
 use super::model::{Alias, Counts, DomainEntry, Kind, List, User};
+use super::policy::{PolicyLoader, StoredPolicy, POLICY_PREFIX};
 use super::sieve::SieveScripts;
 
 /// The replicated directory: domains, users, aliases and lists.
@@ -33,6 +34,8 @@ pub struct Directory {
     pub(crate) lists: HashMap<String, List>,
     /// Users' Sieve scripts by the user's normalised address (only users that have some).
     pub(crate) sieve: HashMap<String, SieveScripts>,
+    /// The cluster-wide anti-UBE policy document, once one was set.
+    pub(crate) policy: Option<StoredPolicy>,
 }
 
 /// A domain and the index of what it holds.
@@ -195,29 +198,34 @@ impl Directory {
     }
 
     /// Every record as `(key, JSON)`, in a deterministic order (each domain followed by its
-    /// users, their Sieve scripts, aliases and lists). [`Directory::from_records`] rebuilds an equal directory.
+    /// users, their Sieve scripts, aliases and lists; then the anti-UBE policy).
+    /// [`Directory::from_records`] rebuilds an equal directory.
     pub fn records(&self) -> impl Iterator<Item = (String, Vec<u8>)> + '_ {
-        self.domains.values().flat_map(move |slot| {
-            let domain =
-                std::iter::once((record_key(None, &slot.entry.name), to_json(&slot.entry)));
-            let users = slot.users.iter().filter_map(move |a| {
-                let u = self.users.get(a)?;
-                Some((record_key(Some(Kind::User), a), to_json(u)))
-            });
-            let sieve = slot.users.iter().filter_map(move |a| {
-                let s = self.sieve.get(a)?;
-                Some((format!("{SIEVE_PREFIX}{a}"), to_json(s)))
-            });
-            let aliases = slot.aliases.iter().filter_map(move |a| {
-                let x = self.aliases.get(a)?;
-                Some((record_key(Some(Kind::Alias), a), to_json(x)))
-            });
-            let lists = slot.lists.iter().filter_map(move |a| {
-                let l = self.lists.get(a)?;
-                Some((record_key(Some(Kind::List), a), to_json(l)))
-            });
-            domain.chain(users).chain(sieve).chain(aliases).chain(lists)
-        })
+        let policy = self.policy_records();
+        self.domains
+            .values()
+            .flat_map(move |slot| {
+                let domain =
+                    std::iter::once((record_key(None, &slot.entry.name), to_json(&slot.entry)));
+                let users = slot.users.iter().filter_map(move |a| {
+                    let u = self.users.get(a)?;
+                    Some((record_key(Some(Kind::User), a), to_json(u)))
+                });
+                let sieve = slot.users.iter().filter_map(move |a| {
+                    let s = self.sieve.get(a)?;
+                    Some((format!("{SIEVE_PREFIX}{a}"), to_json(s)))
+                });
+                let aliases = slot.aliases.iter().filter_map(move |a| {
+                    let x = self.aliases.get(a)?;
+                    Some((record_key(Some(Kind::Alias), a), to_json(x)))
+                });
+                let lists = slot.lists.iter().filter_map(move |a| {
+                    let l = self.lists.get(a)?;
+                    Some((record_key(Some(Kind::List), a), to_json(l)))
+                });
+                domain.chain(users).chain(sieve).chain(aliases).chain(lists)
+            })
+            .chain(policy)
     }
 
     /// Rebuilds a directory from persisted records, in any order.
@@ -228,6 +236,7 @@ impl Directory {
         // Domains first, whatever the input order, so that every entry finds its domain.
         let mut entries: Vec<(String, Entry)> = Vec::new();
         let mut scripts: Vec<(String, SieveScripts)> = Vec::new();
+        let mut policy = PolicyLoader::default();
         for (k, value) in records {
             let bad = |reason: String| DirectoryError::BadRecord {
                 key: k.clone(),
@@ -252,6 +261,9 @@ impl Directory {
                 let s: SieveScripts = serde_json::from_slice(&value).map_err(json)?;
                 check_key(&k, &s.user)?;
                 scripts.push((k, s));
+                continue;
+            } else if k.starts_with(POLICY_PREFIX) {
+                policy.add(&k, &value)?;
                 continue;
             } else if k.starts_with(LIST_PREFIX) {
                 let l: List = serde_json::from_slice(&value).map_err(json)?;
@@ -299,6 +311,7 @@ impl Directory {
             }
             dir.put_sieve(s);
         }
+        dir.policy = policy.finish()?;
         Ok(dir)
     }
 

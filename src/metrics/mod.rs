@@ -137,6 +137,7 @@ const MANAGESIEVE_COMMANDS: [&str; 15] = [
 /// Where in an SMTP transaction a refusal happened, the `stage` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    Connect,
     Mail,
     Rcpt,
     Data,
@@ -145,6 +146,7 @@ pub enum Stage {
 impl Stage {
     fn label(self) -> &'static str {
         match self {
+            Stage::Connect => "connect",
             Stage::Mail => "mail",
             Stage::Rcpt => "rcpt",
             Stage::Data => "data",
@@ -205,6 +207,10 @@ pub(crate) struct Metrics {
     smtp_bytes: IntCounterVec,
     smtp_auth: IntCounterVec,
     smtp_errors: IntCounterVec,
+    antiube_decisions: IntCounterVec,
+    antiube_check_errors: IntCounterVec,
+    antiube_policy_errors: IntCounter,
+    antiube_policy_version: IntGauge,
 
     // IMAP and POP3.
     imap_commands: IntCounterVec,
@@ -393,6 +399,28 @@ impl Metrics {
                 "Session problems: client_error (a reply that blames the client), too_many_errors, idle_timeout, bare_newline, tls_failed, io.",
                 &["service", "kind"],
             ),
+            antiube_decisions: counter_vec(
+                &r,
+                "mailnode_antiube_decisions_total",
+                "Anti-UBE decisions by policy (anvil, pregreet, dnsbl, fcrdns, spf, greylist, header_checks, mime_header_checks, body_checks, mime, score, dmarc, virus, clamd, spamd) and action (reject, tempfail, discard, tag, accept, warn, close).",
+                &["policy", "action"],
+            ),
+            antiube_check_errors: counter_vec(
+                &r,
+                "mailnode_antiube_check_errors_total",
+                "Anti-UBE checks that could not answer (DNS timeout or SERVFAIL, scanner down or slow, message too large to scan), by check: policy, spf, dnsbl, clamd, clamd_size, spamd.",
+                &["check"],
+            ),
+            antiube_policy_errors: counter(
+                &r,
+                "mailnode_antiube_policy_errors_total",
+                "Replicated anti-UBE policy versions this node could not put in force (it keeps the previous one).",
+            ),
+            antiube_policy_version: gauge(
+                &r,
+                "mailnode_antiube_policy_version",
+                "The version (Raft log index) of the anti-UBE policy this node enforces; 0: built-in defaults. Differs between nodes, or stays below the stored version, when a node cannot compile it.",
+            ),
             imap_commands: counter_vec(
                 &r,
                 "mailnode_imap_commands_total",
@@ -526,6 +554,14 @@ impl Metrics {
         }
         for result in ["success", "failure", "tempfail", "blocked"] {
             m.smtp_auth.with_label_values(&[result]);
+        }
+        for policy in crate::antiube::filter::POLICIES {
+            for action in crate::antiube::filter::ACTIONS {
+                m.antiube_decisions.with_label_values(&[policy, action]);
+            }
+        }
+        for check in ANTIUBE_CHECKS {
+            m.antiube_check_errors.with_label_values(&[check]);
         }
         for transport in ["lmtp", "smtp"] {
             for result in ["delivered", "deferred", "bounced"] {
@@ -745,6 +781,41 @@ pub fn smtp_transaction(mode: Mode, code: u16, size: u64) {
 pub fn smtp_auth(result: &'static str) {
     if enabled() {
         M.smtp_auth.with_label_values(&[result]).inc();
+    }
+}
+
+/// The checks of `mailnode_antiube_check_errors_total`.
+const ANTIUBE_CHECKS: &[&str] = &["policy", "spf", "dnsbl", "clamd", "clamd_size", "spamd"];
+
+/// An anti-UBE decision; `policy` and `action` are constants from the fixed sets
+/// `antiube::filter::POLICIES` and `ACTIONS` (never client input).
+pub fn antiube_decision(policy: &'static str, action: &'static str) {
+    if enabled() {
+        M.antiube_decisions
+            .with_label_values(&[policy, action])
+            .inc();
+    }
+}
+
+/// An anti-UBE check that could not answer.
+pub fn antiube_check_error(check: &'static str) {
+    if enabled() {
+        M.antiube_check_errors.with_label_values(&[check]).inc();
+    }
+}
+
+/// The anti-UBE policy version in force.
+pub fn antiube_policy_version(version: u64) {
+    if enabled() {
+        M.antiube_policy_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+}
+
+/// A replicated policy version this node could not put in force.
+pub fn antiube_policy_error() {
+    if enabled() {
+        M.antiube_policy_errors.inc();
     }
 }
 

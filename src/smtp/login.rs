@@ -129,6 +129,9 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                 crate::metrics::smtp_auth("success");
                 tracing::info!(user = %canonical, "authenticated");
                 self.auth_user = Some(canonical);
+                if let Some(ube) = &mut self.ube {
+                    ube.authenticated();
+                }
                 io.reply(&Reply::new(
                     235,
                     Enhanced(2, 7, 0),

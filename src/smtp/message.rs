@@ -129,6 +129,75 @@ impl Message {
     }
 }
 
+impl Message {
+    /// The first `max` octets of a spooled message file. Blocking I/O.
+    pub(crate) fn read_head(path: &Path, max: usize) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        File::open(path)?.take(max as u64).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    /// The message with `prepend` put before its first octet and the byte ranges of `remove`
+    /// (offsets in this message; sorted or not, overlapping or not) left out. In memory when it
+    /// was, else a new temporary file next to the old one. Blocking I/O for a spooled message.
+    pub fn edit(self, prepend: &[u8], remove: &[std::ops::Range<usize>]) -> io::Result<Message> {
+        if prepend.is_empty() && remove.is_empty() {
+            return Ok(self);
+        }
+        let mut cuts: Vec<(u64, u64)> = remove
+            .iter()
+            .map(|r| (r.start as u64, (r.end as u64).min(self.len)))
+            .filter(|(start, end)| start < end)
+            .collect();
+        cuts.sort_unstable();
+        match self.body {
+            Body::Memory(bytes) => {
+                let mut out = Vec::with_capacity(prepend.len() + bytes.len());
+                out.extend_from_slice(prepend);
+                copy_without(&mut Cursor::new(&bytes[..]), &mut out, &cuts)?;
+                Ok(Message::from_bytes(out))
+            }
+            Body::File(temp) => {
+                let dir = temp
+                    .path()
+                    .parent()
+                    .map_or_else(std::env::temp_dir, Path::to_path_buf);
+                let mut new = tempfile::Builder::new()
+                    .prefix("smtp-")
+                    .suffix(".tmp")
+                    .tempfile_in(dir)?;
+                let mut src = temp.reopen()?;
+                let mut w = io::BufWriter::new(new.as_file_mut());
+                w.write_all(prepend)?;
+                let copied = copy_without(&mut src, &mut w, &cuts)?;
+                w.flush()?;
+                drop(w);
+                Ok(Message {
+                    len: prepend.len() as u64 + copied,
+                    body: Body::File(new),
+                })
+            }
+        }
+    }
+}
+
+/// Copies `src` to `dst` leaving out the sorted byte ranges `cuts`; returns the octets written.
+fn copy_without(src: &mut impl Read, dst: &mut impl Write, cuts: &[(u64, u64)]) -> io::Result<u64> {
+    let mut pos = 0u64;
+    let mut written = 0u64;
+    for &(start, end) in cuts {
+        if end <= pos {
+            continue;
+        }
+        let start = start.max(pos);
+        written += io::copy(&mut src.by_ref().take(start - pos), dst)?;
+        io::copy(&mut src.by_ref().take(end - start), &mut io::sink())?;
+        pos = end;
+    }
+    written += io::copy(src, dst)?;
+    Ok(written)
+}
+
 fn create_new(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
         .read(true)
@@ -244,6 +313,33 @@ mod tests {
         assert!(path.exists());
         drop(m);
         assert!(!path.exists());
+    }
+
+    #[tokio::test]
+    async fn edit_prepends_and_cuts_in_memory_and_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = b"A: 1\r\nB: 2\r\nC: 3\r\n\r\nbody\r\n";
+        for limit in [1 << 20, 4] {
+            let mut spool = Spool::new(limit, dir.path().into());
+            spool.write(text).await.unwrap();
+            let m = spool.finish().await.unwrap();
+            let old = m.path().map(Path::to_path_buf);
+            // Remove "B: 2\r\n" (6..12) and, overlapping/unsorted, nothing else twice.
+            let m = m.edit(b"X: 0\r\n", &[6..12, 7..9]).unwrap();
+            assert_eq!(m.to_vec().unwrap(), b"X: 0\r\nA: 1\r\nC: 3\r\n\r\nbody\r\n");
+            assert_eq!(m.len(), m.to_vec().unwrap().len() as u64);
+            assert_eq!(m.path().is_some(), limit == 4, "stays where it was");
+            if let Some(old) = old {
+                assert!(!old.exists(), "the old temporary file is gone");
+            }
+            // A range past the end is clipped; an empty edit is the same message.
+            let m = m
+                .edit(b"", &[40..400, 500..600])
+                .unwrap()
+                .edit(b"", &[])
+                .unwrap();
+            assert_eq!(m.len(), 26);
+        }
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! never write the store or the queue itself (invariant 5), and sends `250` only when the
 //! acceptor or delivery reported the message durable (invariant 1).
 //!
+//! With a filter ([`SmtpServer::with_filter`]) the session asks `antiube` at connect (limits,
+//! pregreet), MAIL FROM (SPF), RCPT TO (DNSBL, reverse DNS, greylisting) and the end of DATA
+//! (content); its refusals are answered in the transaction, its header fields prepended.
+//!
 //! Security note: every limit (line length, message size, recipients, errors, AUTH failures
 //! per session and per address) is in [`SmtpConfig`] with a default and answers with its
 //! enhanced status code; a bare CR or LF in DATA closes the session (no SMTP smuggling);
@@ -101,6 +105,7 @@ impl<P: MailPolicy, A: Acceptor> SmtpServer<P, A> {
                 mode,
                 policy,
                 sink: QueueSink(acceptor),
+                filter: None,
             },
         }
     }
@@ -108,6 +113,12 @@ impl<P: MailPolicy, A: Acceptor> SmtpServer<P, A> {
     /// Shares an AUTH failure counter with other listeners.
     pub fn with_auth_limiter(mut self, limiter: Arc<AuthLimiter>) -> Self {
         self.shared.limiter = limiter;
+        self
+    }
+
+    /// Filters the sessions' mail through the node's anti-UBE filter.
+    pub fn with_filter(mut self, filter: Arc<crate::antiube::filter::Filter>) -> Self {
+        self.shared.filter = Some(filter);
         self
     }
 
@@ -151,6 +162,7 @@ impl<P: MailPolicy, D: LmtpDelivery> LmtpServer<P, D> {
                 mode: Mode::Lmtp,
                 policy,
                 sink: LmtpSink(delivery),
+                filter: None,
             },
         }
     }

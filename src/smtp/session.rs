@@ -15,8 +15,11 @@
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::antiube::filter::{Filter, Refusal, UbeSession, Verdict as UbeVerdict};
 
 use crate::directory::Address;
 use crate::net::{Conn, RejectReason, SessionCtx};
@@ -57,6 +60,8 @@ pub(crate) struct Shared<P, K> {
     pub(crate) policy: Arc<P>,
     pub(crate) sink: K,
     pub(crate) limiter: Arc<AuthLimiter>,
+    /// Anti-UBE filtering (MX and submission; `None`: none).
+    pub(crate) filter: Option<Arc<Filter>>,
 }
 
 /// What the command loop tells its driver.
@@ -89,6 +94,8 @@ pub(crate) struct Session<'a, P, K> {
     pub(crate) auth_failures: u32,
     /// Messages finished in this session, for `Received:` ids.
     pub(crate) messages: u64,
+    /// The anti-UBE filter's view of this session.
+    pub(crate) ube: Option<UbeSession>,
 }
 
 /// Runs one session to its end.
@@ -110,8 +117,33 @@ where
         errors: 0,
         auth_failures: 0,
         messages: 0,
+        ube: None,
     };
     let host = &shared.cfg.hostname;
+    if let Some(filter) = &shared.filter {
+        match filter.connect(ctx.peer.ip(), shared.mode == Mode::Mx) {
+            Ok(ube) => session.ube = ube,
+            Err(r) => return refuse_connection(shared.mode, io, &r).await,
+        }
+    }
+    let pregreet = session
+        .ube
+        .as_ref()
+        .map_or(Duration::ZERO, UbeSession::pregreet);
+    if !pregreet.is_zero() {
+        // Postscreen's pregreet test: a client that talks before our greeting is a bot that
+        // does not wait for replies.
+        match tokio::time::timeout(pregreet, io.fill()).await {
+            Err(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(n)) => {
+                if let Some(ube) = &session.ube {
+                    let r = ube.pregreeted(n);
+                    return refuse_connection(shared.mode, io, &r).await;
+                }
+            }
+        }
+    }
     if ctx.shutdown.is_triggered() {
         io.reply(&Reply::new(
             421,
@@ -150,6 +182,23 @@ where
     }
     let _ = io.flush().await;
     let _ = io.conn.shutdown().await;
+}
+
+/// Sends an anti-UBE refusal instead of the greeting, then closes.
+async fn refuse_connection<S>(mode: Mode, mut io: Io<S>, r: &Refusal)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    metrics::smtp_reject(mode, metrics::Stage::Connect, r.code, r.policy);
+    io.reply(&refusal_reply(r));
+    let _ = io.flush().await;
+    let _ = io.conn.shutdown().await;
+}
+
+/// The SMTP reply of an anti-UBE refusal.
+pub(crate) fn refusal_reply(r: &Refusal) -> Reply {
+    let (a, b, c) = r.status;
+    Reply::new(r.code, Enhanced(a, b, c), r.text.clone())
 }
 
 /// Tells a client over the connection limits why it is refused.
@@ -303,8 +352,8 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
                 self.tx = None;
                 Reply::bare(250, self.hostname().to_string())
             }
-            Command::Mail(m) => self.mail(m),
-            Command::Rcpt(r) => self.rcpt(r),
+            Command::Mail(m) => self.mail(m).await,
+            Command::Rcpt(r) => self.rcpt(r).await,
             Command::Data => return self.data(io).await,
             Command::Bdat { size, last } => return self.bdat(io, size, last).await,
             Command::Rset => {
@@ -431,7 +480,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         }
     }
 
-    fn mail(&mut self, m: MailFrom) -> Reply {
+    async fn mail(&mut self, m: MailFrom) -> Reply {
         if let Err(r) = self.greeted() {
             return r;
         }
@@ -472,6 +521,15 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             self.log_reject(Some(&m.sender), None, &reply, policy_reason(&verdict));
             return reply;
         }
+        if let Some(ube) = &mut self.ube {
+            let helo = self.helo.as_ref().map_or("", |(n, _)| n.as_str());
+            let from = sender.as_ref().map_or("", Address::as_str);
+            if let UbeVerdict::Refuse(r) = ube.mail_from(helo, from).await {
+                let reply = refusal_reply(&r);
+                self.log_reject(Some(&m.sender), None, &reply, r.policy);
+                return reply;
+            }
+        }
         self.tx = Some(Transaction {
             mail: m,
             sender,
@@ -481,7 +539,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         Reply::new(250, Enhanced(2, 1, 0), format!("sender {shown} OK"))
     }
 
-    fn rcpt(&mut self, r: RcptTo) -> Reply {
+    async fn rcpt(&mut self, r: RcptTo) -> Reply {
         let mode = self.shared.mode;
         let max = self.shared.cfg.max_recipients;
         let Some(tx) = &mut self.tx else {
@@ -517,6 +575,24 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
             self.log_reject(Some(&sender), Some(address.as_str()), &reply, policy);
             return reply;
         }
+        if let Some(ube) = &mut self.ube {
+            let helo = self.helo.as_ref().map_or("", |(n, _)| n.as_str());
+            let from = tx.sender.as_ref().map_or("", Address::as_str);
+            if let UbeVerdict::Refuse(refusal) = ube.rcpt(helo, from, address.as_str()).await {
+                let reply = refusal_reply(&refusal);
+                let sender = tx.mail.sender.clone();
+                self.log_reject(
+                    Some(&sender),
+                    Some(address.as_str()),
+                    &reply,
+                    refusal.policy,
+                );
+                return reply;
+            }
+        }
+        let Some(tx) = &mut self.tx else {
+            return bad_sequence("need MAIL before RCPT");
+        };
         metrics::smtp_rcpt_accepted(mode);
         tx.rcpts.push(Recipient {
             address,

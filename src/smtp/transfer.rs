@@ -27,8 +27,9 @@ use super::io::Io;
 use super::message::{Message, Spool};
 use super::policy::{Acceptor, DeliveryError, LmtpDelivery, MailPolicy, Verdict};
 use super::reply::{bad_sequence, storage_error, Enhanced, Reply};
-use super::session::{policy_reason, Finished, Flow, Session, Sink, Transaction};
+use super::session::{policy_reason, refusal_reply, Finished, Flow, Session, Sink, Transaction};
 use super::Mode;
+use crate::antiube::filter::{ContentDecision, TxInfo, UbeSession, Verdict as UbeVerdict};
 
 /// The message being assembled: content goes through the header scanner into the spool.
 pub(crate) struct Body {
@@ -323,8 +324,21 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
     async fn end_message(
         &mut self,
         tx: Transaction,
+        checker: ContentChecker,
+        body: Body,
+    ) -> Vec<Reply> {
+        let mut ube = self.ube.take();
+        let replies = self.judge_message(tx, checker, body, ube.as_mut()).await;
+        self.ube = ube;
+        replies
+    }
+
+    async fn judge_message(
+        &mut self,
+        tx: Transaction,
         mut checker: ContentChecker,
         body: Body,
+        ube: Option<&mut UbeSession>,
     ) -> Vec<Reply> {
         let per_rcpt = if self.shared.mode == Mode::Lmtp {
             tx.rcpts.len()
@@ -370,6 +384,32 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         if let Some((reply, policy)) = self.check_header(&info) {
             return refuse(reply, policy);
         }
+        let message = match ube {
+            None => message,
+            Some(ube) => {
+                let rcpts: Vec<&str> = recipients.iter().map(String::as_str).collect();
+                let helo = self.helo.as_ref().map_or("", |(n, _)| n.as_str());
+                let info = TxInfo {
+                    helo,
+                    sender: &sender,
+                    recipients: &rcpts,
+                };
+                match filter_message(ube, message, &info).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        // DISCARD: claimed delivered, kept nowhere.
+                        let finished = Finished {
+                            replies: vec![Reply::new(250, Enhanced(2, 0, 0), "OK"); per_rcpt],
+                            queue_id: None,
+                            policy: Some("discarded"),
+                        };
+                        log(&finished, 0);
+                        return finished.replies;
+                    }
+                    Err((reply, policy)) => return refuse(reply, policy),
+                }
+            }
+        };
         let envelope = Envelope {
             mode: self.shared.mode,
             sender: tx.sender,
@@ -443,6 +483,63 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         }
         None
     }
+}
+
+/// Runs the anti-UBE content checks on a finished message: `Ok(Some)` the message to hand on
+/// (with the filter's header fields on top and `IGNORE`d lines removed), `Ok(None)` discard
+/// it, `Err` the refusal.
+async fn filter_message(
+    ube: &mut UbeSession,
+    message: Message,
+    info: &TxInfo<'_>,
+) -> Result<Option<Message>, (Reply, &'static str)> {
+    let wanted = ube.wanted_bytes();
+    let complete = message.len() <= wanted as u64;
+    let spooled;
+    let head: &[u8] = match (message.as_bytes(), message.path()) {
+        (Some(b), _) => b,
+        (None, path) => {
+            let path = path.map(std::path::Path::to_path_buf);
+            let read = tokio::task::spawn_blocking(move || match path {
+                Some(p) => Message::read_head(&p, wanted),
+                None => Ok(Vec::new()),
+            })
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r);
+            match read {
+                Ok(b) => {
+                    spooled = b;
+                    &spooled
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the spooled message");
+                    return Err((storage_error(&e), "storage"));
+                }
+            }
+        }
+    };
+    let decision = ube.content(head, complete, info).await;
+    match decision.verdict {
+        UbeVerdict::Refuse(r) => return Err((refusal_reply(&r), r.policy)),
+        UbeVerdict::Discard(_) => return Ok(None),
+        UbeVerdict::Accept => {}
+    }
+    let ContentDecision {
+        prepend, remove, ..
+    } = decision;
+    let edited = if message.as_bytes().is_some() {
+        message.edit(&prepend, &remove)
+    } else {
+        tokio::task::spawn_blocking(move || message.edit(&prepend, &remove))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|r| r)
+    };
+    edited.map(Some).map_err(|e| {
+        tracing::warn!(error = %e, "cannot add the filter's header fields");
+        (storage_error(&e), "storage")
+    })
 }
 
 /// SMTP: accepted mail goes to the queue.
