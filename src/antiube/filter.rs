@@ -898,7 +898,10 @@ impl UbeSession {
                 }
             }
         }
-        let score: f64 = tests.iter().map(|(_, s)| s).sum();
+        // Rules weighted 0 are disabled, not hits; the fold starts at +0.0 (an empty f64 `sum`
+        // is -0.0, which would print as "-0.00").
+        tests.retain(|(_, s)| *s != 0.0);
+        let score = tests.iter().fold(0.0, |acc, (_, s)| acc + s);
         let score = (score * 100.0).round() / 100.0;
         decision.score = score;
         let names: Vec<&str> = tests.iter().map(|(n, _)| n.as_str()).collect();

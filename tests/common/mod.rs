@@ -3,6 +3,8 @@
 //! firewall rules (partitions) only touch that test's nodes.
 #![allow(dead_code)]
 
+pub mod daemons;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
