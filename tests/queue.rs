@@ -3,7 +3,7 @@
 //! DSN structure, kill -9 of a queue process, and a full tmpfs. A minimal in-test LMTP/SMTP
 //! server (tests/queue/servers.rs) injects per-recipient failures, outages and STARTTLS.
 //!
-//! Addresses: each test owns 127.0.N.0/24 with N in 70..=80 (.1 DNS, .2 MX, .3 a dead MX,
+//! Addresses: each test owns 127.0.N.0/24 with N in 70..=82 or 94 (.1 DNS, .2 MX, .3 a dead MX,
 //! .4 LMTP). Needs the Debian packages postfix (smtp-sink), dnsmasq-base and python3.
 
 #[path = "queue/crash.rs"]
@@ -688,6 +688,54 @@ async fn lmtp_into_postfix_smtp_sink_in_lmtp_mode() {
             && all[0].contains("X-Rcpt-Args: <bob@local.test>"),
         "{}",
         all[0]
+    );
+    q.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Deliveries one after the other reuse one LMTP session (no new connection, greeting and
+/// LHLO per message), and each still gets its own transaction and reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lmtp_sessions_are_reused_between_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let lmtp = MiniServer::start("127.0.94.4", true, None).await;
+    lmtp.set_reply(|_, _| "250 2.1.5 delivered".into());
+    let q = start(config(94), dir.path(), shared(Some(lmtp.addr))).await;
+    for i in 0..5 {
+        q.enqueue(
+            envelope("sender@local.test", &["alice@local.test"]),
+            message(&format!("t94-{i}"), "hello"),
+        )
+        .await
+        .unwrap();
+        wait_empty(&q, 10).await;
+    }
+    let got = lmtp.received();
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(
+        lmtp.script.lock().unwrap().sessions,
+        1,
+        "one session for five deliveries"
+    );
+    // A failure that may be the session's own closes it: the next delivery opens a new one.
+    lmtp.set_reply(|_, n| {
+        if n == 5 {
+            "451 4.3.0 try again".into()
+        } else {
+            "250 2.1.5 delivered".into()
+        }
+    });
+    q.enqueue(
+        envelope("sender@local.test", &["alice@local.test"]),
+        message("t94-retry", "hello"),
+    )
+    .await
+    .unwrap();
+    wait_empty(&q, 10).await;
+    assert_eq!(lmtp.received().len(), 6);
+    assert_eq!(
+        lmtp.script.lock().unwrap().sessions,
+        2,
+        "a new session after the 451"
     );
     q.shutdown(Duration::from_secs(1)).await;
 }

@@ -232,6 +232,9 @@ pub(crate) struct TxnOutcome {
     /// Nothing was handed over (failure before the final dot was sent): trying another MX host
     /// now cannot cause a duplicate.
     pub may_try_elsewhere: bool,
+    /// The transaction ran to its end and every reply was read: the session is between
+    /// transactions and may carry another one.
+    pub clean: bool,
 }
 
 fn result(status: RcptStatus, detail: String, peer: &str) -> RcptResult {
@@ -272,6 +275,7 @@ pub(crate) async fn transaction(
             .map(|_| result(status, detail.clone(), &peer))
             .collect(),
         may_try_elsewhere: elsewhere,
+        clean: false,
     };
     if let Some(limit) = caps.size.filter(|&l| l > 0) {
         if d.size > limit {
@@ -413,7 +417,10 @@ pub(crate) async fn transaction(
             }
         }
     }
-    finish(results, RcptStatus::Temporary, "", &s.peer, false)
+    TxnOutcome {
+        clean: true,
+        ..finish(results, RcptStatus::Temporary, "", &s.peer, false)
+    }
 }
 
 /// Fills every recipient without a result with `status`/`detail`.
@@ -430,5 +437,6 @@ fn finish(
             .map(|r| r.unwrap_or_else(|| result(status, detail.to_string(), peer)))
             .collect(),
         may_try_elsewhere: elsewhere,
+        clean: false,
     }
 }
