@@ -11,7 +11,7 @@
 //!   configuration. GTUBE, a plain message, spamd down.
 //!
 //! Addresses: clamd 127.0.89.1, spamd 127.0.89.2, the silent listener 127.0.89.3, nothing
-//! listening 127.0.89.4. A test skips (saying so) only when the daemon's binary is absent.
+//! listening 127.0.89.4, the archive-bomb clamd 127.0.89.5. A test skips (saying so) only when the daemon's binary is absent.
 
 mod common;
 
@@ -215,4 +215,64 @@ async fn spamd_down_is_a_connect_error() {
     let s = spamd_settings(&format!("127.0.89.4:{}", free_port("127.0.89.4")));
     let r = spamd::check(&s, &mail("x", "x")).await;
     assert!(matches!(r, Err(ScanError::Connect { .. })), "{r:?}");
+}
+
+/// An archive bomb (a 64 MiB file of zeros compressed into a zip of about 64 KiB, attached
+/// base64) costs clamd bounded work: it stops at its limits (here `MaxScanSize 20M`) and
+/// answers within the deadline, and keeps serving. ClamAV 1.4 does not report this bomb even
+/// with `AlertExceedsMax yes` (clamscan says the same: 20 MB scanned, no finding), so it is
+/// not refused; a known-bad archive would be by its signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_bomb_costs_clamd_bounded_work() {
+    let Some(c) = tokio::task::spawn_blocking(|| Clamd::start("127.0.89.5"))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let zip = dir.path().join("bomb.zip");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED) as z:\n\
+             \x20   z.writestr('zeros.bin', b'\\0' * (64 << 20))\n",
+        )
+        .arg(&zip)
+        .status()
+        .expect("python3 must be installed");
+    assert!(made.success());
+    let bytes = std::fs::read(&zip).unwrap();
+    assert!(bytes.len() < 1 << 20, "compressed: {} bytes", bytes.len());
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&bytes);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    let message = format!(
+        "From: a@example.com\r\nTo: b@example.org\r\nSubject: invoice\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n\
+         --b\r\nContent-Type: application/zip; name=\"invoice.zip\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        lines.join("\r\n")
+    );
+    let started = std::time::Instant::now();
+    let verdict = clamd::scan(&scanner(&c.addr, 30_000), message.as_bytes()).await;
+    assert!(
+        matches!(verdict, Ok(ClamdVerdict::Clean | ClamdVerdict::Virus(_))),
+        "{verdict:?}\n{}",
+        c.daemon.logs()
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // Still serving, and still finding what it knows.
+    assert_eq!(
+        clamd::scan(&scanner(&c.addr, 10_000), &eicar_mail())
+            .await
+            .unwrap(),
+        ClamdVerdict::Virus(EICAR_FOUND.to_string())
+    );
 }

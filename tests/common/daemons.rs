@@ -5,7 +5,9 @@
 //! group) when dropped or [`Daemon::stop`]ped.
 //!
 //! - clamd never downloads signatures: its database is one MD5 signature of the EICAR test
-//!   file (`eicar.hdb`, reported as [`EICAR_FOUND`]); `StreamMaxLength 2M`.
+//!   file (`eicar.hdb`, reported as [`EICAR_FOUND`]); `StreamMaxLength 2M`; archive limits
+//!   (`MaxFileSize 10M`, `MaxScanSize 20M`, `MaxRecursion 8`, `MaxFiles 1000`) with
+//!   `AlertExceedsMax yes`, so an archive bomb is reported, not passed.
 //! - spamd uses the Debian rules in /usr/share/spamassassin with the package's plugin loads,
 //!   no network tests, no Bayes, no user configuration, `required_score 5.0`.
 //!
@@ -212,7 +214,9 @@ impl Clamd {
             format!(
                 "Foreground yes\nTCPAddr {ip}\nTCPSocket {port}\nLocalSocket {}\n\
                  DatabaseDirectory {}\nTemporaryDirectory {}\nLogFile {}\nLogVerbose yes\n\
-                 PidFile {}\nStreamMaxLength 2M\nMaxThreads 4\nSelfCheck 3600\n",
+                 PidFile {}\nStreamMaxLength 2M\nMaxThreads 4\nSelfCheck 3600\n\
+                 MaxFileSize 10M\nMaxScanSize 20M\nMaxRecursion 8\nMaxFiles 1000\n\
+                 AlertExceedsMax yes\n",
                 unix.display(),
                 db.display(),
                 d.display(),
