@@ -8,12 +8,15 @@
 //! 2. `silent_server_*`: a UDP socket on 127.0.91.2:5353 that never answers must give
 //!    `temperror` for DKIM and DMARC within the lookup timeout.
 
+mod common;
+
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::dns::dnsmasq;
 use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::DkimSigner;
@@ -22,55 +25,6 @@ use mailnode::antiube::policy::DnsSettings;
 use mailnode::antiube::spf::SpfResult;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivateKeyDer;
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `dnsmasq` answering for `*.test` on `ip:5353` with the given records (tests/spf_suite's
-/// helper). A `--txt-record` value is taken as is: a comma starts a new character-string.
-fn dnsmasq(ip: &str, records: &[String]) -> Proc {
-    let child = Command::new("dnsmasq")
-        .args([
-            "-k",
-            "--conf-file=/dev/null",
-            "--port=5353",
-            "--bind-interfaces",
-        ])
-        .arg(format!("--listen-address={ip}"))
-        .args([
-            "--no-resolv",
-            "--no-hosts",
-            "--local=/test/",
-            "--log-facility=-",
-            "--pid-file=",
-        ])
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq (Debian package dnsmasq-base) must be installed");
-    let p = Proc(child);
-    let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x06\x00\x01";
-    let sock = UdpSocket::bind(format!("{ip}:0")).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = sock.send_to(q, format!("{ip}:5353"));
-        let mut b = [0u8; 512];
-        if sock.recv_from(&mut b).is_ok() {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "dnsmasq did not start on {ip}");
-    }
-}
 
 /// A `--txt-record` of `name` whose text is split into character-strings of at most 255 bytes.
 fn txt(name: &str, text: &str) -> String {

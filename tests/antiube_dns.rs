@@ -12,81 +12,19 @@
 //!
 //! Each test runs its own dnsmasq on its own address (nextest runs tests in parallel).
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::dns::{dnsmasq, have_dnsmasq};
 use mailnode::antiube::dnsbl::Dnsbl;
 use mailnode::antiube::policy::{DnsblList, DnsblSettings, OnError};
 use mailnode::antiube::rdns::{fcrdns, Fcrdns};
 use mailnode::antiube::spf::HickoryDns;
-
-/// A child process killed (SIGKILL, its own pid only) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Whether `dnsmasq` is installed; tells why the test is skipped when not.
-fn have_dnsmasq() -> bool {
-    let found = Command::new("dnsmasq")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        eprintln!("SKIPPED: dnsmasq not found (install the Debian package dnsmasq-base)");
-    }
-    found
-}
-
-/// `dnsmasq` answering for `*.test` on `ip:5353` with the given extra options (tests/queue's
-/// helper). Names outside its local zones and forwarded domains get REFUSED (no upstream).
-fn dnsmasq(ip: &str, records: &[String]) -> Proc {
-    let child = Command::new("dnsmasq")
-        .args([
-            "-k",
-            "--conf-file=/dev/null",
-            "--port=5353",
-            "--bind-interfaces",
-        ])
-        .arg(format!("--listen-address={ip}"))
-        .args([
-            "--no-resolv",
-            "--no-hosts",
-            "--local=/test/",
-            "--log-facility=-",
-            "--pid-file=",
-        ])
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq (Debian package dnsmasq-base) must be installed");
-    let p = Proc(child);
-    // Wait until it answers a query.
-    let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x06\x00\x01";
-    let sock = UdpSocket::bind(format!("{ip}:0")).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = sock.send_to(q, format!("{ip}:5353"));
-        let mut b = [0u8; 512];
-        if sock.recv_from(&mut b).is_ok() {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "dnsmasq did not start on {ip}");
-    }
-}
 
 /// A UDP DNS server on 127.0.88.2 (ephemeral port) that either never answers or answers every
 /// query SERVFAIL. Stopped and joined on drop.

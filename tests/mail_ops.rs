@@ -8,81 +8,26 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::ctl::Ctl;
 use common::{mail_config, set_extra_config, TestCluster, Tuning};
 use serde_json::Value;
 
 const NET: u8 = 41;
 const REMOTE: &str = "someone@far.test";
 
-struct Ctl {
-    server: String,
-    token: PathBuf,
-    ca: PathBuf,
-    dir: PathBuf,
-}
-
-impl Ctl {
-    fn new(c: &TestCluster) -> Ctl {
-        Ctl {
-            server: c.nodes[0].api_addr(),
-            token: c.tmp.path().join("admin.token"),
-            ca: c.pki.join("ca.pem"),
-            dir: c.tmp.path().to_path_buf(),
+/// Polls a `--json` command until `pred` holds (bounded).
+fn wait_json(ctl: &Ctl, args: &[&str], what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = ctl.json(args);
+        if pred(&v) {
+            return v;
         }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_mailctl"))
-            .arg("--server")
-            .arg(&self.server)
-            .arg("--token-file")
-            .arg(&self.token)
-            .arg("--ca-file")
-            .arg(&self.ca)
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("MAILCTL_SERVER")
-            .env_remove("MAILCTL_TOKEN")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs, expects exit code `code`, returns (stdout, stderr).
-    fn expect(&self, code: i32, args: &[&str]) -> (String, String) {
-        let out = self.run(args);
-        let (o, e) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "mailctl {args:?}: stdout {o} stderr {e}"
-        );
-        (o, e)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.expect(0, &a).0).unwrap()
-    }
-
-    /// Polls a `--json` command until `pred` holds (bounded).
-    fn wait_json(&self, args: &[&str], what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let v = self.json(args);
-            if pred(&v) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "{what}: last answer {v}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(Instant::now() < deadline, "{what}: last answer {v}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -152,7 +97,7 @@ async fn queue_and_store_verbs_end_to_end() {
     set_extra_config(&c, 1, &mail_config(&ip, Some(&store), &queue));
     c.node(1).start();
     c.api(1).wait_ready(Duration::from_secs(20)).await;
-    let ctl = Ctl::new(&c);
+    let ctl = Ctl::new(&c, 1);
 
     let pw = c.tmp.path().join("pw.txt");
     std::fs::write(&pw, "secret pass\n").unwrap();
@@ -174,7 +119,8 @@ async fn queue_and_store_verbs_end_to_end() {
 
     // Local mail lands in the store.
     smtplib(&ip, "alice@example.org", "local");
-    let usage = ctl.wait_json(
+    let usage = wait_json(
+        &ctl,
         &["store", "usage", "alice@example.org"],
         "delivery to alice",
         |v| v["messages"] == 1,
@@ -197,7 +143,7 @@ async fn queue_and_store_verbs_end_to_end() {
 
     // Remote mail that cannot be delivered waits in the queue.
     smtplib(&ip, "fwd@example.org", "remote");
-    let list = ctl.wait_json(&["queue", "list"], "a deferred remote message", |v| {
+    let list = wait_json(&ctl, &["queue", "list"], "a deferred remote message", |v| {
         queue_entry(v).is_some_and(|e| e["state"] == "deferred" && !e["last_error"].is_null())
     });
     let id = queue_entry(&list).unwrap()["id"]
@@ -243,19 +189,25 @@ async fn queue_and_store_verbs_end_to_end() {
 
     // Release retries at once (despite the 60 s backoff); so does a flush.
     ctl.expect(0, &["queue", "release", &id]);
-    ctl.wait_json(&["queue", "show", &id], "a retry after release", |v| {
-        attempts(v) == 2 && v["entry"]["state"] == "deferred"
-    });
+    wait_json(
+        &ctl,
+        &["queue", "show", &id],
+        "a retry after release",
+        |v| attempts(v) == 2 && v["entry"]["state"] == "deferred",
+    );
     let (out, _) = ctl.expect(0, &["queue", "flush", &id]);
     assert!(out.contains("will be retried now"), "{out}");
-    ctl.wait_json(&["queue", "show", &id], "a retry after flush", |v| {
+    wait_json(&ctl, &["queue", "show", &id], "a retry after flush", |v| {
         attempts(v) == 3 && v["entry"]["state"] == "deferred"
     });
     let (out, _) = ctl.expect(0, &["queue", "flush"]);
     assert!(out.contains("1 message will be retried now"), "{out}");
-    ctl.wait_json(&["queue", "show", &id], "a retry after flushing all", |v| {
-        attempts(v) == 4 && v["entry"]["state"] == "deferred"
-    });
+    wait_json(
+        &ctl,
+        &["queue", "show", &id],
+        "a retry after flushing all",
+        |v| attempts(v) == 4 && v["entry"]["state"] == "deferred",
+    );
 
     // Ids: malformed is a usage error locally and a 400 from the API; unknown is a 404 with
     // the hint.
@@ -277,7 +229,7 @@ async fn queue_and_store_verbs_end_to_end() {
 
     // Pages: oldest first, a cursor to the next page, the counters of the whole queue.
     smtplib(&ip, "fwd@example.org", "second");
-    let list = ctl.wait_json(&["queue", "list"], "a second queued message", |v| {
+    let list = wait_json(&ctl, &["queue", "list"], "a second queued message", |v| {
         v["stats"]["messages"] == 2 && v["stats"]["active"] == 0
     });
     let second = list["entries"][1]["id"].as_str().unwrap().to_string();

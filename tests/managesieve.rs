@@ -15,46 +15,25 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use common::{set_extra_config, TestCluster, Tuning};
-use rustls_pki_types::ServerName;
-use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use common::line::{bounded, Lines, Tls};
+use common::{configure_store_node, TestCluster, Tuning};
 
 const NET: u8 = 84;
 const ALICE: &str = "alice@example.org";
 const ALICE_PW: &str = "alice pass";
-/// Upper bound of any single wait; far above what a passing run needs.
-const BOUND: Duration = Duration::from_secs(15);
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// A raw ManageSieve client: lines in, bytes out, every read bounded.
-struct Client {
-    s: Box<dyn Stream>,
-    buf: Vec<u8>,
-}
+crate::line_client!(
+    /// A raw ManageSieve client: lines in, bytes out, every read bounded.
+    Client
+);
 
 impl Client {
     /// Connects and reads the greeting (capabilities and OK).
     async fn connect(addr: &str) -> (Client, Vec<String>) {
-        let tcp = bounded("connect", TcpStream::connect(addr)).await.unwrap();
-        let mut c = Client {
-            s: Box::new(tcp),
-            buf: Vec::new(),
-        };
+        let mut c = Client(Lines::connect(addr).await);
         let (caps, ok) = c.response().await;
         assert!(ok.starts_with("OK"), "greeting: {caps:?} {ok}");
         (c, caps)
@@ -64,48 +43,10 @@ impl Client {
     async fn starttls(mut self, tls: &Tls) -> (Client, Vec<String>) {
         let r = self.cmd("STARTTLS").await;
         assert!(r.starts_with("OK"), "{r}");
-        assert!(self.buf.is_empty(), "data after the STARTTLS response");
-        let s = tls.wrap(self.s).await;
-        let mut c = Client { s, buf: Vec::new() };
+        let mut c = Client(self.0.upgrade(tls).await);
         let (caps, ok) = c.response().await;
         assert!(ok.starts_with("OK"), "after STARTTLS: {caps:?} {ok}");
         (c, caps)
-    }
-
-    async fn send_raw(&mut self, data: &[u8]) {
-        bounded("write", self.s.write_all(data)).await.unwrap();
-    }
-
-    async fn send(&mut self, line: &str) {
-        self.send_raw(format!("{line}\r\n").as_bytes()).await;
-    }
-
-    async fn fill(&mut self) -> usize {
-        self.buf.reserve(16 * 1024);
-        bounded("server data", self.s.read_buf(&mut self.buf))
-            .await
-            .unwrap_or(0)
-    }
-
-    /// One line without CRLF; "" at EOF.
-    async fn line(&mut self) -> String {
-        loop {
-            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
-                return String::from_utf8_lossy(&line[..i]).into_owned();
-            }
-            if self.fill().await == 0 {
-                return String::new();
-            }
-        }
-    }
-
-    /// Exactly `n` octets.
-    async fn octets(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            assert!(self.fill().await > 0, "EOF inside a literal");
-        }
-        self.buf.drain(..n).collect()
     }
 
     /// Lines up to and including the final OK/NO/BYE; literals are read whole.
@@ -156,61 +97,15 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
-/// A TLS client trusting the test cluster's CA, for the node's address.
-struct Tls {
-    connector: TlsConnector,
-    name: ServerName<'static>,
-}
-
-impl Tls {
-    fn new(ca: &Path, ip: &str) -> Tls {
-        let cfg: Arc<rustls::ClientConfig> = mailnode::tls::client_config_trusting(ca).unwrap();
-        Tls {
-            connector: TlsConnector::from(cfg),
-            name: ServerName::try_from(ip.to_string()).unwrap(),
-        }
-    }
-
-    async fn wrap(&self, s: Box<dyn Stream>) -> Box<dyn Stream> {
-        let tls = bounded(
-            "TLS handshake",
-            self.connector.connect(self.name.clone(), s),
-        )
-        .await
-        .expect("TLS handshake");
-        Box::new(tls)
-    }
-}
-
 fn configure(c: &TestCluster) {
-    let n = &c.nodes[0];
-    let extra = format!(
-        r#"
-[mail]
-mx_listen = "{ip}:2525"
-lmtp_addr = "{ip}:2424"
-
-[mailstore]
-root = "{root}"
-lmtp_listen = "{ip}:2424"
-create_if_missing = true
-managesieve_listen = "{ip}:4190"
-allow_plaintext_login = false
-
-[smtp]
-spool_dir = "{spool}"
-
-[managesieve]
+    let ip = &c.nodes[0].ip;
+    let mailstore = format!("managesieve_listen = \"{ip}:4190\"\nallow_plaintext_login = false\n");
+    let sections = "[managesieve]
 max_errors = 30
 auth_failure_delay_ms = 50
 auth_failure_delay_max_ms = 100
-"#,
-        ip = n.ip,
-        root = n.dir.join("mailstore").display(),
-        spool = n.data_dir().join("spool").display(),
-    );
-    set_extra_config(c, 1, &extra);
-    std::fs::create_dir_all(n.data_dir().join("spool")).unwrap();
+";
+    configure_store_node(c, "", &mailstore, sections);
 }
 
 const GOOD: &str = "require [\"fileinto\"];\r\nif header :contains \"subject\" \"spam\" {\r\n  fileinto \"Junk\";\r\n}\r\n";
@@ -228,18 +123,7 @@ async fn managesieve_end_to_end() {
     let addr = format!("{ip}:4190");
     let ca = c.pki.join("ca.pem");
     let tls = Tls::new(&ca, &ip);
-    let (s, v) = api
-        .call("POST", "/api/domains", Some(json!({"name": "example.org"})))
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let (s, v) = api
-        .call(
-            "POST",
-            "/api/users",
-            Some(json!({"address": ALICE, "password": ALICE_PW})),
-        )
-        .await;
-    assert_eq!(s, 201, "{v}");
+    api.add_users("example.org", &[(ALICE, ALICE_PW)]).await;
 
     Box::pin(raw_protocol(&addr, &tls)).await;
     Box::pin(sieve_connect_flow(&ip, &ca, c.tmp.path())).await;

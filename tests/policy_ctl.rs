@@ -5,93 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::ctl::{check, p, Ctl};
 use common::{TestCluster, Tuning};
 use serde_json::Value;
 
-struct Ctl {
-    server: String,
-    token: PathBuf,
-    ca: PathBuf,
-    dir: PathBuf,
-}
-
-impl Ctl {
-    fn new(c: &TestCluster, node: usize) -> Ctl {
-        Ctl {
-            server: c.nodes[node - 1].api_addr(),
-            token: c.tmp.path().join("admin.token"),
-            ca: c.pki.join("ca.pem"),
-            dir: c.tmp.path().to_path_buf(),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailctl"));
-        cmd.arg("--server")
-            .arg(&self.server)
-            .arg("--token-file")
-            .arg(&self.token)
-            .arg("--ca-file")
-            .arg(&self.ca)
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("MAILCTL_SERVER")
-            .env_remove("MAILCTL_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd(args).spawn().unwrap()
-    }
-
-    /// Runs and expects exit code `code`; returns (stdout, stderr).
-    fn expect(&self, code: i32, args: &[&str]) -> (String, String) {
-        check(code, args, self.cmd(args).output().unwrap())
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.expect(0, args).0
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-
-    fn show(&self) -> Value {
-        self.json(&["policy", "show"])
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-fn check(code: i32, args: &[&str], out: Output) -> (String, String) {
-    let (o, e) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "mailctl {args:?}: stdout {o} stderr {e}"
-    );
-    (o, e)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+/// `mailctl --json policy show`.
+fn show(ctl: &Ctl) -> Value {
+    ctl.json(&["policy", "show"])
 }
 
 fn version(show: &Value) -> u64 {
@@ -124,7 +46,7 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
     let ctl = Ctl::new(&c, 1);
 
     // Nothing stored yet: version 0, the defaults.
-    let empty = ctl.show();
+    let empty = show(&ctl);
     assert_eq!(empty["version"], 0, "{empty}");
     let table = ctl.ok(&["policy", "show"]);
     assert!(table.contains("built-in defaults"), "{table}");
@@ -136,7 +58,7 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
         err.contains("policy:0:") && err.contains("spam_headers"),
         "{err}"
     );
-    assert_eq!(ctl.show(), empty);
+    assert_eq!(show(&ctl), empty);
 
     // check: against stored maps (none) it fails; with --map it compiles; nothing stored.
     let headers = ctl.file("headers.pcre", HEADERS);
@@ -149,14 +71,14 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
         &format!("spam_headers={}", p(&headers)),
     ]);
     assert!(out.contains("compiles"), "{out}");
-    assert_eq!(ctl.show(), empty);
+    assert_eq!(show(&ctl), empty);
 
     // The map first, then the settings that use it.
     let out = ctl.ok(&["policy", "map", "put", "spam_headers", p(&headers)]);
     assert!(out.contains("map spam_headers stored"), "{out}");
     let out = ctl.ok(&["policy", "set", p(&settings)]);
     assert!(out.contains("settings stored"), "{out}");
-    let shown = ctl.show();
+    let shown = show(&ctl);
     let v1 = version(&shown);
     assert!(v1 > 0, "{shown}");
     assert_eq!(shown["settings"], SETTINGS);
@@ -183,14 +105,14 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
     // The same settings again change nothing.
     let out = ctl.ok(&["policy", "set", p(&settings)]);
     assert!(out.contains("nothing changed"), "{out}");
-    assert_eq!(version(&ctl.show()), v1);
+    assert_eq!(version(&show(&ctl)), v1);
 
     // A bad map is refused with name:line; the old one stays in force.
     let bad = ctl.file("bad.pcre", "/^Subject: ok/ WARN\n/^From: x/ FROBNICATE\n");
     let (_, err) = ctl.expect(1, &["policy", "map", "put", "spam_headers", p(&bad)]);
     assert!(err.contains("spam_headers:2:"), "{err}");
     assert!(err.contains("unchanged"), "{err}");
-    assert_eq!(ctl.show(), shown);
+    assert_eq!(show(&ctl), shown);
     // So is a bad settings file, with its line.
     let bad_settings = ctl.file("bad.toml", "[content]\ntag_score = 4.0\nfrobnicate = 1\n");
     let (_, err) = ctl.expect(1, &["policy", "set", p(&bad_settings)]);
@@ -214,7 +136,7 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
         ],
     );
     assert!(err.contains("spam_headers:2:"), "{err}");
-    assert_eq!(ctl.show(), shown);
+    assert_eq!(show(&ctl), shown);
 
     // A referenced map cannot be deleted; an unknown one is not found.
     let (_, err) = ctl.expect(1, &["policy", "map", "rm", "spam_headers"]);
@@ -224,7 +146,7 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
     );
     let (_, err) = ctl.expect(1, &["policy", "map", "rm", "nope"]);
     assert!(err.contains("no policy map"), "{err}");
-    assert_eq!(ctl.show(), shown);
+    assert_eq!(show(&ctl), shown);
 
     // Compare-and-set: a change based on an old version is refused.
     let body = ctl.file("body.re", BODY);
@@ -237,7 +159,7 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
         "--expect-version",
         &v1.to_string(),
     ]);
-    let v2 = version(&ctl.show());
+    let v2 = version(&show(&ctl));
     assert!(v2 > v1);
     let (_, err) = ctl.expect(
         1,
@@ -263,7 +185,7 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
         ],
     );
     assert!(err.contains("changed since it was read"), "{err}");
-    assert_eq!(version(&ctl.show()), v2);
+    assert_eq!(version(&show(&ctl)), v2);
 
     // Two operators editing different maps at once, through different nodes: both changes
     // survive (the server redoes a read-modify-write that lost the race).
@@ -277,7 +199,7 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
     let jb = ctl3.spawn(&args_b);
     check(0, &args_a, ja.wait_with_output().unwrap());
     check(0, &args_b, jb.wait_with_output().unwrap());
-    let shown = ctl.show();
+    let shown = show(&ctl);
     let maps = shown["maps"].as_object().unwrap();
     assert!(
         ["spam_headers", "body", "map_a", "map_b"]
@@ -289,12 +211,12 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
     ctl2.ok(&["policy", "map", "rm", "map_b"]);
 
     // Every node shows the same document at the same version.
-    let want = ctl2.show();
+    let want = show(&ctl2);
     assert!(version(&want) > v2, "{want}");
     for node in [&ctl, &ctl2, &ctl3] {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let got = node.show();
+            let got = show(node);
             if got == want {
                 break;
             }
@@ -330,12 +252,12 @@ async fn policy_through_mailctl_on_a_three_node_cluster() {
             v["purged"].as_u64().is_some_and(|p| p > version(&want))
         })
         .await;
-    let want = ctl.show();
+    let want = show(&ctl);
     c.node(3).start();
     c.api(3).wait_ready(Duration::from_secs(20)).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let got = ctl3.show();
+        let got = show(&ctl3);
         if got == want {
             break;
         }

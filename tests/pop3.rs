@@ -15,40 +15,31 @@ mod common;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{set_extra_config, TestCluster, Tuning};
+use common::line::{bounded, Lines, Stream, Tls, BOUND};
+use common::{configure_store_node, TestCluster, Tuning};
 use mailnode::store::{Store, StoreConfig};
-use rustls_pki_types::ServerName;
-use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
 
 const NET: u8 = 51;
 const ALICE: &str = "alice@example.org";
 const ALICE_PW: &str = "alice pass";
 const CAROL: &str = "carol@example.org";
 const CAROL_PW: &str = "carol-pass";
-/// Upper bound of any single wait; far above what a passing run needs.
-const BOUND: Duration = Duration::from_secs(15);
 /// `[pop3]` of the test node: small delays and limits so the brute-force checks are quick.
 const IDLE_SECS: u64 = 3;
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
-/// A raw POP3 client: lines in, bytes out, every read bounded.
-struct Client {
-    s: Box<dyn Stream>,
-    buf: Vec<u8>,
-}
+crate::line_client!(
+    /// A raw POP3 client: lines in, bytes out, every read bounded.
+    Client
+);
 
 impl Client {
     async fn over(s: Box<dyn Stream>) -> (Client, String) {
-        let mut c = Client { s, buf: Vec::new() };
+        let mut c = Client(Lines::new(s));
         let greeting = c.line().await;
         (c, greeting)
     }
@@ -83,36 +74,7 @@ impl Client {
     /// STLS, then the handshake; returns the encrypted client.
     async fn stls(mut self, tls: &Tls) -> Client {
         assert!(self.cmd("STLS").await.starts_with("+OK"));
-        assert!(self.buf.is_empty(), "data after the STLS response");
-        let s = tls.wrap(self.s).await;
-        Client { s, buf: Vec::new() }
-    }
-
-    async fn send(&mut self, line: &str) {
-        let data = format!("{line}\r\n");
-        bounded("write", self.s.write_all(data.as_bytes()))
-            .await
-            .unwrap();
-    }
-
-    async fn fill(&mut self) -> usize {
-        self.buf.reserve(16 * 1024);
-        bounded("server data", self.s.read_buf(&mut self.buf))
-            .await
-            .unwrap_or(0)
-    }
-
-    /// One line without CRLF; "" at EOF.
-    async fn line(&mut self) -> String {
-        loop {
-            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
-                return String::from_utf8_lossy(&line[..i]).into_owned();
-            }
-            if self.fill().await == 0 {
-                return String::new();
-            }
-        }
+        Client(self.0.upgrade(tls).await)
     }
 
     async fn cmd(&mut self, line: &str) -> String {
@@ -124,15 +86,14 @@ impl Client {
     async fn multi(&mut self) -> Vec<u8> {
         let mut data = Vec::new();
         loop {
-            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line: Vec<u8> = self.buf.drain(..i + 2).collect();
-                if line == b".\r\n" {
-                    return data;
-                }
-                data.extend_from_slice(&line);
-                continue;
+            let line = self
+                .raw_line()
+                .await
+                .expect("EOF inside a multi-line response");
+            if line == b".\r\n" {
+                return data;
             }
-            assert!(self.fill().await > 0, "EOF inside a multi-line response");
+            data.extend_from_slice(&line);
         }
     }
 
@@ -157,75 +118,26 @@ impl Client {
     }
 }
 
-async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(BOUND, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// A TLS client trusting the test cluster's CA, for the node's address.
-struct Tls {
-    connector: TlsConnector,
-    name: ServerName<'static>,
-}
-
-impl Tls {
-    fn new(ca: &Path, ip: &str) -> Tls {
-        let cfg: Arc<rustls::ClientConfig> = mailnode::tls::client_config_trusting(ca).unwrap();
-        Tls {
-            connector: TlsConnector::from(cfg),
-            name: ServerName::try_from(ip.to_string()).unwrap(),
-        }
-    }
-
-    async fn wrap(&self, s: Box<dyn Stream>) -> Box<dyn Stream> {
-        let tls = bounded(
-            "TLS handshake",
-            self.connector.connect(self.name.clone(), s),
-        )
-        .await
-        .expect("TLS handshake");
-        Box::new(tls)
-    }
-}
-
 /// The node's config: mail listeners, a store, POP3 on 2110 (STLS) and 2995 (POP3S).
 fn configure(c: &TestCluster, plaintext: bool) {
-    let n = &c.nodes[0];
-    let extra = format!(
-        r#"
-[mail]
-mx_listen = "{ip}:2525"
-lmtp_addr = "{ip}:2424"
-
-[mailstore]
-root = "{root}"
-lmtp_listen = "{ip}:2424"
-create_if_missing = true
-pop3_listen = "{ip}:2110"
+    let ip = &c.nodes[0].ip;
+    let mailstore = format!(
+        r#"pop3_listen = "{ip}:2110"
 pop3s_listen = "{ip}:2995"
 imap_listen = "{ip}:2143"
 allow_plaintext_login = {plaintext}
-
-[smtp]
-spool_dir = "{spool}"
-
-[queue]
-lmtp_retry_ms = 200
-
-[pop3]
+"#
+    );
+    let sections = format!(
+        r#"[pop3]
 idle_timeout_secs = {IDLE_SECS}
 auth_failure_delay_ms = 100
 auth_failure_delay_max_ms = 400
 auth_failures_per_ip = 5
 auth_failures_per_user = 4
-"#,
-        ip = n.ip,
-        root = n.dir.join("mailstore").display(),
-        spool = n.data_dir().join("spool").display(),
+"#
     );
-    set_extra_config(c, 1, &extra);
-    std::fs::create_dir_all(n.data_dir().join("spool")).unwrap();
+    configure_store_node(c, "lmtp_retry_ms = 200", &mailstore, &sections);
 }
 
 /// Sends one message over SMTP (dot-stuffing its lines); panics unless it gets a 250.
@@ -352,20 +264,8 @@ async fn pop3_end_to_end() {
     );
     let ca = c.pki.join("ca.pem");
     let tls = Tls::new(&ca, &ip);
-    let (s, v) = api
-        .call("POST", "/api/domains", Some(json!({"name": "example.org"})))
+    api.add_users("example.org", &[(ALICE, ALICE_PW), (CAROL, CAROL_PW)])
         .await;
-    assert_eq!(s, 200, "{v}");
-    for (user, pw) in [(ALICE, ALICE_PW), (CAROL, CAROL_PW)] {
-        let (s, v) = api
-            .call(
-                "POST",
-                "/api/users",
-                Some(json!({"address": user, "password": pw})),
-            )
-            .await;
-        assert_eq!(s, 201, "{v}");
-    }
 
     // An empty maildrop (no INBOX yet) is a maildrop with no messages.
     assert_eq!(stat(&pop).await, 0);
@@ -625,20 +525,7 @@ async fn transaction(pop: &str) {
     assert!(p.cmd("DELE 1").await.starts_with("+OK"));
     assert!(p.cmd("DELE 2").await.starts_with("+OK"));
     drop(p);
-    let deadline = Instant::now() + BOUND;
-    let mut p = loop {
-        let mut p = Client::plain(pop).await;
-        let r = p.login(ALICE, ALICE_PW).await;
-        if r.starts_with("+OK") {
-            break p;
-        }
-        assert!(r.starts_with("-ERR [IN-USE]"), "{r}");
-        assert!(
-            Instant::now() < deadline,
-            "the aborted session kept its lock"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut p = pop3_login_when_free(pop).await;
     assert_eq!(p.cmd("STAT").await, stat);
     // DELE + QUIT: expunged at UPDATE; the others keep their UIDLs.
     assert!(p.cmd("DELE 1").await.starts_with("+OK"));

@@ -6,6 +6,7 @@
 //! Addresses: each test owns 127.0.N.0/24 with N in 70..=82 or 94 (.1 DNS, .2 MX, .3 a dead MX,
 //! .4 LMTP). Needs the Debian packages postfix (smtp-sink), dnsmasq-base and python3.
 
+mod common;
 #[path = "queue/crash.rs"]
 mod crash;
 #[path = "queue/servers.rs"]

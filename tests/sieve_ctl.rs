@@ -4,103 +4,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::ctl::{p, Ctl};
 use common::{TestCluster, Tuning};
 use mailnode::sieve::{self, Action, Envelope, Limits, MessageView, SieveTime};
 use serde_json::Value;
-
-struct Ctl {
-    server: String,
-    token: PathBuf,
-    ca: PathBuf,
-    dir: PathBuf,
-}
-
-impl Ctl {
-    fn new(c: &TestCluster) -> Ctl {
-        Ctl {
-            server: c.nodes[0].api_addr(),
-            token: c.tmp.path().join("admin.token"),
-            ca: c.pki.join("ca.pem"),
-            dir: c.tmp.path().to_path_buf(),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailctl"));
-        cmd.arg("--server")
-            .arg(&self.server)
-            .arg("--token-file")
-            .arg(&self.token)
-            .arg("--ca-file")
-            .arg(&self.ca)
-            .args(args)
-            .current_dir(&self.dir)
-            .env_remove("MAILCTL_SERVER")
-            .env_remove("MAILCTL_TOKEN");
-        cmd
-    }
-
-    fn run_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    /// Runs and expects exit code `code`; returns (stdout, stderr).
-    fn expect(&self, code: i32, args: &[&str]) -> (String, String) {
-        let out = self.run(args);
-        let (o, e) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "mailctl {args:?}: stdout {o} stderr {e}"
-        );
-        (o, e)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.expect(0, args).0
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 const USER: &str = "alice@example.org";
 
@@ -142,7 +51,7 @@ async fn sieve_scripts_and_generated_settings_through_mailctl() {
     let mut c = TestCluster::new(86, 1, Tuning::default());
     c.node(1).start();
     c.api(1).wait_ready(Duration::from_secs(20)).await;
-    let ctl = Ctl::new(&c);
+    let ctl = Ctl::new(&c, 1);
     let pw = ctl.file("pw.txt", "a password\n");
     ctl.ok(&["domain", "add", "example.org"]);
     ctl.ok(&["user", "add", USER, "--password-file", p(&pw)]);

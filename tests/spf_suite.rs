@@ -13,12 +13,15 @@
 //!    records (and refusing other names), evaluated through `HickoryDns`; and a server on
 //!    127.0.87.2 that never answers, which must give `temperror` within the lookup timeout.
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::dns::dnsmasq;
 use mailnode::antiube::spf::{
     check_helo, check_mail_from, DnsError, DnsResult, HickoryDns, SpfDns, SpfOptions, SpfResult,
 };
@@ -277,56 +280,6 @@ async fn rfc7208_test_suite() {
 // ---------------------------------------------------------------------------------------------
 // Real DNS: dnsmasq and a silent server.
 
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `dnsmasq` answering for `*.test` on `ip:5353` with the given records (tests/queue's helper).
-/// On the command line a `--txt-record` value is taken as is: no quotes, and a comma starts a
-/// new character-string.
-fn dnsmasq(ip: &str, records: &[&str]) -> Proc {
-    let child = Command::new("dnsmasq")
-        .args([
-            "-k",
-            "--conf-file=/dev/null",
-            "--port=5353",
-            "--bind-interfaces",
-        ])
-        .arg(format!("--listen-address={ip}"))
-        .args([
-            "--no-resolv",
-            "--no-hosts",
-            "--local=/test/",
-            "--log-facility=-",
-            "--pid-file=",
-        ])
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq (Debian package dnsmasq-base) must be installed");
-    let p = Proc(child);
-    let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x06\x00\x01";
-    let sock = UdpSocket::bind(format!("{ip}:0")).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = sock.send_to(q, format!("{ip}:5353"));
-        let mut b = [0u8; 512];
-        if sock.recv_from(&mut b).is_ok() {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "dnsmasq did not start on {ip}");
-    }
-}
-
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -349,7 +302,8 @@ async fn real_dns_pass_fail_softfail_include_redirect() {
             "--txt-record=bl.test,v=spf1 exists:%{ir}.list.bl.test -all",
             "--host-record=10.87.0.127.list.bl.test,127.0.0.2",
             "--txt-record=broken.test,v=spf1 include:spf.example.org -all",
-        ],
+        ]
+        .map(String::from),
     );
     let dns = HickoryDns::with_servers(
         &["127.0.87.1:5353".parse::<SocketAddr>().unwrap()],

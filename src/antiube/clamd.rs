@@ -1,5 +1,6 @@
-//! ClamAV: a client of clamd's `INSTREAM` command, and the error type shared with [`spamd`]
-//! (the other scanner daemon the content stage talks to).
+//! ClamAV: a client of clamd's `INSTREAM` command. The connection, the deadline and the
+//! [`ScanError`] it returns are shared with [`spamd`] (the other scanner daemon the content
+//! stage talks to) in `scanner`.
 //!
 //! Job: [`scan`] streams one message to clamd (`zINSTREAM\0`, chunks of `<u32 big-endian
 //! length><bytes>`, a zero-length chunk to end) and returns a [`ClamdVerdict`]; [`ping`] checks
@@ -18,14 +19,12 @@
 //! [`spamd`]: super::spamd
 
 use std::io;
-use std::path::Path;
-use std::time::Duration;
 
-use thiserror::Error;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::policy::ScannerSettings;
+pub use super::scanner::ScanError;
+use super::scanner::{truncate, Conn, Scanner};
 
 /// Bytes of message per `INSTREAM` chunk.
 pub const CHUNK: usize = 64 * 1024;
@@ -42,170 +41,43 @@ pub enum ClamdVerdict {
     Virus(String),
 }
 
-/// Why a scanner daemon (clamd or spamd) gave no verdict.
-///
-/// Every variant but [`OverMaxBytes`](ScanError::OverMaxBytes) and
-/// [`TooLarge`](ScanError::TooLarge) is a failure of the daemon or of the way to it: the
-/// caller applies the scanner's `on_error` (`tempfail`: answer 451 so the sender retries;
-/// `skip`: go on unscanned, logged and counted). The two size variants are "not scanned"
-/// ([`ScanError::not_scanned`]): retrying gives the same answer, so the caller delivers the
-/// message without this scanner's verdict (logged and counted), whatever `on_error` says.
-#[derive(Debug, Error)]
-pub enum ScanError {
-    /// No connection: the daemon is not running, or the address is wrong.
-    #[error("{daemon} at {address} is not reachable ({source}): start {daemon} or fix {daemon}.address in the policy")]
-    Connect {
-        /// `clamd` or `spamd`.
-        daemon: &'static str,
-        /// The configured address.
-        address: String,
-        /// The connect error.
-        #[source]
-        source: io::Error,
-    },
-    /// Connect, send and answer took longer than the deadline.
-    #[error("{daemon} did not answer within {timeout_ms} ms: check its load and logs, or raise {daemon}.timeout_ms")]
-    Timeout {
-        /// `clamd` or `spamd`.
-        daemon: &'static str,
-        /// The deadline in force.
-        timeout_ms: u64,
-    },
-    /// The connection broke during the exchange.
-    #[error("{daemon}: the connection broke during the exchange ({source}): check {daemon}'s log")]
-    Io {
-        /// `clamd` or `spamd`.
-        daemon: &'static str,
-        /// The read or write error.
-        #[source]
-        source: io::Error,
-    },
-    /// The message is larger than the scanner's `max_bytes`: it was not sent (not scanned).
-    #[error("{daemon}: the message ({size} bytes) is over {daemon}.max_bytes ({max}): not sent, not scanned")]
-    OverMaxBytes {
-        /// `clamd` or `spamd`.
-        daemon: &'static str,
-        /// The message's size.
-        size: usize,
-        /// The configured limit.
-        max: usize,
-    },
-    /// clamd refused the stream as longer than its `StreamMaxLength` (not scanned).
-    #[error("{daemon} refused the message as over its own size limit: set {daemon}.max_bytes below clamd's StreamMaxLength, or raise StreamMaxLength in clamd.conf")]
-    TooLarge {
-        /// `clamd`.
-        daemon: &'static str,
-    },
-    /// The daemon answered with an error of its own (clamd `... ERROR`, spamd a non-`EX_OK`
-    /// code).
-    #[error("{daemon} reported an error: {message}: see {daemon}'s log")]
-    Daemon {
-        /// `clamd` or `spamd`.
-        daemon: &'static str,
-        /// The daemon's words.
-        message: String,
-    },
-    /// The answer is not the protocol's.
-    #[error("{daemon} answered outside its protocol ({detail}): check that {daemon}.address points at {daemon}")]
-    Protocol {
-        /// `clamd` or `spamd`.
-        daemon: &'static str,
-        /// What was wrong.
-        detail: String,
-    },
-}
-
-impl ScanError {
-    /// Whether the message was not scanned because of its size ([`ScanError::OverMaxBytes`],
-    /// [`ScanError::TooLarge`]): deliver without this scanner's verdict instead of applying
-    /// `on_error`, since a retry would meet the same limit.
-    pub fn not_scanned(&self) -> bool {
-        matches!(
-            self,
-            ScanError::OverMaxBytes { .. } | ScanError::TooLarge { .. }
-        )
-    }
-}
-
-const DAEMON: &str = "clamd";
-
-/// A byte stream to a daemon: TCP or a Unix socket.
-pub(super) trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
-
-/// Connects to `address`: an absolute path is a Unix socket, anything else `host:port`.
-pub(super) async fn connect(
-    daemon: &'static str,
-    address: &str,
-) -> Result<Box<dyn Conn>, ScanError> {
-    let err = |source| ScanError::Connect {
-        daemon,
-        address: address.to_string(),
-        source,
-    };
-    if Path::new(address).is_absolute() {
-        Ok(Box::new(UnixStream::connect(address).await.map_err(err)?))
-    } else {
-        let s = TcpStream::connect(address).await.map_err(err)?;
-        // Chunks and commands are written whole; no reason to hold them back.
-        s.set_nodelay(true).map_err(err)?;
-        Ok(Box::new(s))
-    }
-}
-
-/// Runs `fut` within `timeout_ms`.
-pub(super) async fn bounded<T>(
-    daemon: &'static str,
-    timeout_ms: u64,
-    fut: impl std::future::Future<Output = Result<T, ScanError>>,
-) -> Result<T, ScanError> {
-    tokio::time::timeout(Duration::from_millis(timeout_ms), fut)
-        .await
-        .unwrap_or(Err(ScanError::Timeout { daemon, timeout_ms }))
-}
+const DAEMON: Scanner = Scanner { name: "clamd" };
 
 /// Scans `message` with clamd at `settings.address`, within `settings.timeout_ms`.
 ///
 /// A message over `settings.max_bytes` is not sent: [`ScanError::OverMaxBytes`].
 pub async fn scan(settings: &ScannerSettings, message: &[u8]) -> Result<ClamdVerdict, ScanError> {
-    if message.len() > settings.max_bytes {
-        return Err(ScanError::OverMaxBytes {
-            daemon: DAEMON,
-            size: message.len(),
-            max: settings.max_bytes,
-        });
-    }
-    bounded(DAEMON, settings.timeout_ms, async {
-        let conn = connect(DAEMON, &settings.address).await?;
-        let reply = instream(conn, message).await?;
-        parse_reply(&reply)
-    })
-    .await
+    DAEMON.check_size(message.len(), settings.max_bytes)?;
+    DAEMON
+        .exchange(&settings.address, settings.timeout_ms, |conn| async {
+            parse_reply(&instream(conn, message).await?)
+        })
+        .await
 }
 
 /// Checks that clamd answers `PING` with `PONG` within `settings.timeout_ms`.
 pub async fn ping(settings: &ScannerSettings) -> Result<(), ScanError> {
-    bounded(DAEMON, settings.timeout_ms, async {
-        let mut conn = connect(DAEMON, &settings.address).await?;
-        conn.write_all(b"zPING\0").await.map_err(io_err)?;
-        conn.flush().await.map_err(io_err)?;
-        let reply = read_reply(&mut conn).await?;
-        match reply.as_slice() {
-            b"PONG" => Ok(()),
-            other => Err(ScanError::Protocol {
-                daemon: DAEMON,
-                detail: format!("PING answered {:?}", String::from_utf8_lossy(other)),
-            }),
-        }
-    })
-    .await
+    DAEMON
+        .exchange(
+            &settings.address,
+            settings.timeout_ms,
+            |mut conn| async move {
+                conn.write_all(b"zPING\0").await.map_err(io_err)?;
+                conn.flush().await.map_err(io_err)?;
+                match read_reply(&mut conn).await?.as_slice() {
+                    b"PONG" => Ok(()),
+                    other => Err(DAEMON.protocol(format!(
+                        "PING answered {:?}",
+                        String::from_utf8_lossy(other)
+                    ))),
+                }
+            },
+        )
+        .await
 }
 
 fn io_err(source: io::Error) -> ScanError {
-    ScanError::Io {
-        daemon: DAEMON,
-        source,
-    }
+    DAEMON.io(source)
 }
 
 /// Sends the message and reads the answer at the same time: clamd answers `INSTREAM size
@@ -263,10 +135,7 @@ async fn read_reply<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, ScanErr
         let n = rd.read(&mut buf).await.map_err(io_err)?;
         if n == 0 {
             if reply.is_empty() {
-                return Err(ScanError::Protocol {
-                    daemon: DAEMON,
-                    detail: "the connection closed without an answer".into(),
-                });
+                return Err(DAEMON.protocol("the connection closed without an answer"));
             }
             return Ok(reply);
         }
@@ -277,10 +146,7 @@ async fn read_reply<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, ScanErr
         }
         reply.extend_from_slice(got);
         if reply.len() > MAX_REPLY {
-            return Err(ScanError::Protocol {
-                daemon: DAEMON,
-                detail: format!("an answer over {MAX_REPLY} bytes"),
-            });
+            return Err(DAEMON.protocol(format!("an answer over {MAX_REPLY} bytes")));
         }
     }
 }
@@ -289,17 +155,16 @@ async fn read_reply<R: AsyncRead + Unpin>(rd: &mut R) -> Result<Vec<u8>, ScanErr
 pub fn parse_reply(reply: &[u8]) -> Result<ClamdVerdict, ScanError> {
     let text = String::from_utf8_lossy(reply);
     let text = text.trim_end_matches(['\0', '\n', '\r']).trim();
-    let protocol = |what: &str| ScanError::Protocol {
-        daemon: DAEMON,
-        detail: format!("{what}: {:?}", truncate(text, 200)),
-    };
+    let protocol = |what: &str| DAEMON.protocol(format!("{what}: {:?}", truncate(text, 200)));
     if let Some(err) = text.strip_suffix(" ERROR") {
         let err = err.strip_prefix("stream:").unwrap_or(err).trim();
         if err.to_ascii_lowercase().contains("size limit exceeded") {
-            return Err(ScanError::TooLarge { daemon: DAEMON });
+            return Err(ScanError::TooLarge {
+                daemon: DAEMON.name,
+            });
         }
         return Err(ScanError::Daemon {
-            daemon: DAEMON,
+            daemon: DAEMON.name,
             message: truncate(err, 200).to_string(),
         });
     }
@@ -325,21 +190,10 @@ pub fn parse_reply(reply: &[u8]) -> Result<ClamdVerdict, ScanError> {
     Ok(ClamdVerdict::Virus(name.to_string()))
 }
 
-/// At most `max` bytes of `s`, cut on a character boundary.
-pub(super) fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s.get(..end).unwrap_or("")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use tokio::net::TcpListener;
 
     fn settings(address: String) -> ScannerSettings {

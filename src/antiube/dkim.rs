@@ -24,13 +24,10 @@
 //! add a result.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::{Resolver, TokioResolver};
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -171,38 +168,6 @@ impl fmt::Debug for AuthVerifier {
     }
 }
 
-/// A resolver asking `servers` (UDP, TCP for truncated answers), or the system's servers when
-/// `servers` is empty: the same configuration as [`HickoryDns::with_servers`].
-fn resolver(
-    servers: &[SocketAddr],
-    timeout: Duration,
-) -> Result<TokioResolver, ResolverSetupError> {
-    let mut builder = if servers.is_empty() {
-        TokioResolver::builder_tokio().map_err(|e| ResolverSetupError::System(e.to_string()))?
-    } else {
-        let servers = servers
-            .iter()
-            .map(|sa| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = sa.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = sa.port();
-                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
-    let opts = builder.options_mut();
-    opts.timeout = timeout;
-    opts.attempts = 2;
-    builder
-        .build()
-        .map_err(|e| ResolverSetupError::Build(e.to_string()))
-}
-
 impl AuthVerifier {
     /// A verifier using the policy's DNS servers and timeout (`/etc/resolv.conf` when no
     /// servers are named).
@@ -214,12 +179,20 @@ impl AuthVerifier {
             .collect::<Result<Vec<_>, _>>()
             .map_err(AuthSetupError::Server)?;
         let timeout = Duration::from_millis(dns.timeout_ms);
-        Ok(AuthVerifier {
-            auth: MessageAuthenticator(resolver(&servers, timeout)?),
-            spf_dns: HickoryDns::with_servers(&servers, timeout)?,
-            timeout,
+        Ok(Self::with_dns(&HickoryDns::with_servers(
+            &servers, timeout,
+        )?))
+    }
+
+    /// A verifier sharing `dns`'s resolver (and so its cache) and timeout, for a caller that
+    /// already built one from the same DNS settings.
+    pub fn with_dns(dns: &HickoryDns) -> Self {
+        AuthVerifier {
+            auth: MessageAuthenticator(dns.resolver().clone()),
+            spf_dns: dns.clone(),
+            timeout: dns.timeout(),
             max_signatures: MAX_SIGNATURES,
-        })
+        }
     }
 
     /// Verifies at most `n` signatures per message instead of [`MAX_SIGNATURES`].
@@ -599,6 +572,8 @@ fn quoted(v: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::net::SocketAddr;
+
     use super::*;
 
     fn outcome() -> AuthOutcome {

@@ -345,12 +345,14 @@ fn build(version: u64, policy: Arc<Policy>) -> Result<Stages, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let timeout = Duration::from_millis(s.dns.timeout_ms);
     let dns = HickoryDns::with_servers(&servers, timeout).map_err(|e| e.to_string())?;
+    // One resolver (and cache) for SPF, DNSBL, reverse DNS, DKIM and DMARC.
+    let auth = AuthVerifier::with_dns(&dns);
     Ok(Stages {
         version,
         dns: Arc::new(dns),
         dnsbl: Arc::new(Dnsbl::new(&s.dnsbl).map_err(|e| e.to_string())?),
         content: ContentScanner::new(&policy)?,
-        auth: AuthVerifier::new(&s.dns).map_err(|e| e.to_string())?,
+        auth,
         policy,
     })
 }

@@ -28,6 +28,7 @@ pub mod filter;
 pub mod greylist;
 pub mod policy;
 pub mod rdns;
+mod scanner;
 pub mod spamd;
 pub mod spf;
 

@@ -18,14 +18,14 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-pub use super::clamd::ScanError;
-use super::clamd::{bounded, connect, truncate};
 use super::policy::SpamdSettings;
+pub use super::scanner::ScanError;
+use super::scanner::{truncate, Conn, Scanner};
 
 /// The longest answer accepted from spamd (a `SYMBOLS` answer is a few hundred bytes).
 pub const MAX_RESPONSE: usize = 64 * 1024;
 
-const DAEMON: &str = "spamd";
+const DAEMON: Scanner = Scanner { name: "spamd" };
 
 /// What spamd said about a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,15 +44,8 @@ pub struct SpamdReport {
 ///
 /// A message over `settings.max_bytes` is not sent: [`ScanError::OverMaxBytes`].
 pub async fn check(settings: &SpamdSettings, message: &[u8]) -> Result<SpamdReport, ScanError> {
-    if message.len() > settings.max_bytes {
-        return Err(ScanError::OverMaxBytes {
-            daemon: DAEMON,
-            size: message.len(),
-            max: settings.max_bytes,
-        });
-    }
-    bounded(DAEMON, settings.timeout_ms, async {
-        let mut conn = connect(DAEMON, &settings.address).await?;
+    DAEMON.check_size(message.len(), settings.max_bytes)?;
+    let talk = |mut conn: Box<dyn Conn>| async move {
         let head = format!(
             "SYMBOLS SPAMC/1.5\r\nContent-length: {}\r\n\r\n",
             message.len()
@@ -72,27 +65,20 @@ pub async fn check(settings: &SpamdSettings, message: &[u8]) -> Result<SpamdRepo
             (_, Ok(r)) if !r.is_empty() => parse_response(&r),
             (Err(e), _) => Err(io_err(e)),
             (Ok(()), Err(e)) => Err(e),
-            (Ok(()), Ok(_)) => Err(ScanError::Protocol {
-                daemon: DAEMON,
-                detail: "the connection closed without an answer".into(),
-            }),
+            (Ok(()), Ok(_)) => Err(protocol("the connection closed without an answer")),
         }
-    })
-    .await
+    };
+    DAEMON
+        .exchange(&settings.address, settings.timeout_ms, talk)
+        .await
 }
 
 fn io_err(source: io::Error) -> ScanError {
-    ScanError::Io {
-        daemon: DAEMON,
-        source,
-    }
+    DAEMON.io(source)
 }
 
 fn protocol(detail: impl Into<String>) -> ScanError {
-    ScanError::Protocol {
-        daemon: DAEMON,
-        detail: detail.into(),
-    }
+    DAEMON.protocol(detail)
 }
 
 /// Reads the answer: its headers and `Content-length` bytes of body, or up to the end of the
@@ -189,7 +175,7 @@ pub fn parse_response(response: &[u8]) -> Result<SpamdReport, ScanError> {
     let text = words.next().unwrap_or("").trim();
     if code != 0 {
         return Err(ScanError::Daemon {
-            daemon: DAEMON,
+            daemon: DAEMON.name,
             message: format!("{} ({code}): {}", exit_name(code), truncate(text, 200)),
         });
     }

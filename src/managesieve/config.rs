@@ -56,9 +56,10 @@ impl Default for ManageSieveConfig {
 }
 
 impl ManageSieveConfig {
-    /// Checks the values; the error is `(key, reason)` for the config loader to report.
+    /// Checks the values; the error is `(key, reason)` for the config loader to report. The
+    /// login-limit keys are checked as `[pop3]` checks them, with the same reasons.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let checks: [(&'static str, bool, &str); 8] = [
+        let checks: [(&'static str, bool, &str); 3] = [
             (
                 "max_line_length",
                 (1024..=1 << 20).contains(&self.max_line_length),
@@ -70,38 +71,11 @@ impl ManageSieveConfig {
                 self.idle_timeout_secs > 0,
                 "must be > 0",
             ),
-            (
-                "max_auth_failures",
-                self.max_auth_failures > 0,
-                "must be > 0",
-            ),
-            (
-                "auth_failures_per_ip",
-                self.auth_failures_per_ip > 0,
-                "must be > 0",
-            ),
-            (
-                "auth_failures_per_user",
-                self.auth_failures_per_user > 0,
-                "must be > 0",
-            ),
-            (
-                "auth_failure_window_secs",
-                self.auth_failure_window_secs > 0,
-                "must be > 0",
-            ),
-            (
-                "auth_failure_delay_max_ms",
-                self.auth_failure_delay_max_ms >= self.auth_failure_delay_ms,
-                "must be at least auth_failure_delay_ms",
-            ),
         ];
-        for (key, ok, reason) in checks {
-            if !ok {
-                return Err((key, reason.into()));
-            }
+        if let Some((key, _, reason)) = checks.into_iter().find(|(_, ok, _)| !ok) {
+            return Err((key, reason.into()));
         }
-        Ok(())
+        self.login_limits().validate_login_limits()
     }
 
     /// The idle timeout for the listener.
@@ -140,6 +114,20 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(bad.validate().unwrap_err().0, "auth_failure_delay_max_ms");
+        // The login limits are this section's own values, not POP3's.
+        let bad = ManageSieveConfig {
+            auth_failures_per_user: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err(),
+            ("auth_failures_per_user", "must be > 0".to_string())
+        );
+        let bad = ManageSieveConfig {
+            idle_timeout_secs: 0,
+            ..Default::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().0, "idle_timeout_secs");
         let parsed: ManageSieveConfig = toml::from_str("max_errors = 3").unwrap();
         assert_eq!(parsed.max_errors, 3);
         assert!(toml::from_str::<ManageSieveConfig>("max_error = 3").is_err());

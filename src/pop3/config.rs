@@ -65,7 +65,7 @@ impl Default for Pop3Config {
 impl Pop3Config {
     /// Checks the values; the error is `(key, reason)` for the config loader to report.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let checks: [(&'static str, bool, &str); 9] = [
+        let checks: [(&'static str, bool, &str); 4] = [
             (
                 "max_line_length",
                 (255..=65_536).contains(&self.max_line_length),
@@ -82,6 +82,16 @@ impl Pop3Config {
                 self.idle_timeout_secs > 0,
                 "must be > 0",
             ),
+        ];
+        first_failed(checks)?;
+        self.validate_login_limits()
+    }
+
+    /// Checks the login-limit keys (`max_auth_failures` to `auth_failure_delay_max_ms`), which
+    /// `[managesieve]` shares (its validation calls this on its `login_limits`); the error is
+    /// `(key, reason)`, the key without its section.
+    pub(crate) fn validate_login_limits(&self) -> Result<(), (&'static str, String)> {
+        first_failed([
             (
                 "max_auth_failures",
                 self.max_auth_failures > 0,
@@ -107,13 +117,7 @@ impl Pop3Config {
                 self.auth_failure_delay_max_ms >= self.auth_failure_delay_ms,
                 "must be at least auth_failure_delay_ms",
             ),
-        ];
-        for (key, ok, reason) in checks {
-            if !ok {
-                return Err((key, reason.into()));
-            }
-        }
-        Ok(())
+        ])
     }
 
     /// The idle timeout for the listeners.
@@ -123,6 +127,16 @@ impl Pop3Config {
 
     pub(crate) fn auth_window(&self) -> Duration {
         Duration::from_secs(self.auth_failure_window_secs)
+    }
+}
+
+/// The first `(key, ok, reason)` that is not ok, as `(key, reason)`.
+fn first_failed<const N: usize>(
+    checks: [(&'static str, bool, &str); N],
+) -> Result<(), (&'static str, String)> {
+    match checks.into_iter().find(|(_, ok, _)| !ok) {
+        Some((key, _, reason)) => Err((key, reason.into())),
+        None => Ok(()),
     }
 }
 

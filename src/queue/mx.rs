@@ -12,13 +12,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use rand::seq::SliceRandom;
+
+use crate::antiube::spf::{HickoryDns, ResolverSetupError};
 
 use super::config::QueueConfig;
 use super::QueueError;
@@ -41,37 +41,18 @@ pub(crate) enum MxError {
     Permanent(String),
 }
 
-/// A resolver configured from the queue config.
+/// A resolver configured from the queue config: `queue.dns_servers`, or the system's servers
+/// when none are named; each query waits the connect timeout (clamped to 0.5-5 s) per attempt.
 pub(crate) fn resolver(cfg: &QueueConfig) -> Result<TokioResolver, QueueError> {
-    let mut builder = if cfg.dns_servers.is_empty() {
-        TokioResolver::builder_tokio().map_err(|e| {
-            QueueError::Transport(format!(
-                "cannot read the system DNS configuration ({e}): set queue.dns_servers"
-            ))
-        })?
-    } else {
-        let servers = cfg
-            .dns_servers
-            .iter()
-            .map(|sa| {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = sa.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = sa.port();
-                NameServerConfig::new(sa.ip(), true, vec![udp, tcp])
-            })
-            .collect();
-        Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        )
-    };
-    let opts = builder.options_mut();
-    opts.timeout = Duration::from_millis(cfg.connect_timeout_ms.clamp(500, 5_000));
-    opts.attempts = 2;
-    builder
-        .build()
-        .map_err(|e| QueueError::Transport(format!("cannot build the DNS resolver: {e}")))
+    let timeout = Duration::from_millis(cfg.connect_timeout_ms.clamp(500, 5_000));
+    HickoryDns::build_resolver(&cfg.dns_servers, timeout).map_err(|e| match e {
+        ResolverSetupError::System(e) => QueueError::Transport(format!(
+            "cannot read the system DNS configuration ({e}): set queue.dns_servers"
+        )),
+        ResolverSetupError::Build(e) => {
+            QueueError::Transport(format!("cannot build the DNS resolver: {e}"))
+        }
+    })
 }
 
 fn nxdomain(e: &NetError) -> bool {

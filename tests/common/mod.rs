@@ -3,7 +3,10 @@
 //! firewall rules (partitions) only touch that test's nodes.
 #![allow(dead_code)]
 
+pub mod ctl;
 pub mod daemons;
+pub mod dns;
+pub mod line;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -204,6 +207,24 @@ create_if_missing = true
     cfg
 }
 
+/// Configures node 1 of `c` as a one-node mail store for the protocol tests: [`mail_config`]
+/// (MX, LMTP, a store at `<node dir>/mailstore`, `queue` lines), then `mailstore` lines added
+/// to its `[mailstore]` section (listeners, login policy), an `[smtp]` spool folder (created),
+/// and `sections` (whole sections such as `[pop3]`).
+pub fn configure_store_node(c: &TestCluster, queue: &str, mailstore: &str, sections: &str) {
+    let n = &c.nodes[0];
+    let spool = n.data_dir().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let mut extra = mail_config(&n.ip, Some(&n.dir.join("mailstore")), queue);
+    // `mail_config` ends inside `[mailstore]`: these lines extend that section.
+    extra.push_str(mailstore);
+    extra.push_str(&format!(
+        "\n[smtp]\nspool_dir = \"{}\"\n\n{sections}",
+        spool.display()
+    ));
+    set_extra_config(c, 1, &extra);
+}
+
 /// Rewrites a node's config as `write_config` made it, plus `extra` (e.g. [`mail_config`]).
 pub fn set_extra_config(c: &TestCluster, id: u64, extra: &str) {
     let n = &c.nodes[(id - 1) as usize];
@@ -390,6 +411,24 @@ impl Api {
         self.try_call(method, path, body)
             .await
             .unwrap_or_else(|| panic!("{} unreachable for {method} {path}", self.addr))
+    }
+
+    /// Creates `domain` and the `(address, password)` users in it; panics unless each is
+    /// created.
+    pub async fn add_users(&self, domain: &str, users: &[(&str, &str)]) {
+        let (s, v) = self
+            .call(
+                "POST",
+                "/api/domains",
+                Some(serde_json::json!({ "name": domain })),
+            )
+            .await;
+        assert_eq!(s, 200, "adding domain {domain}: {v}");
+        for (address, password) in users {
+            let body = serde_json::json!({ "address": address, "password": password });
+            let (s, v) = self.call("POST", "/api/users", Some(body)).await;
+            assert_eq!(s, 201, "adding user {address}: {v}");
+        }
     }
 
     /// Waits until the node answers /readyz with 200.

@@ -1,11 +1,13 @@
 //! Test-side mail servers: a minimal, scriptable LMTP/SMTP server written for these tests (not a
 //! real MTA: it exists to inject per-recipient 4xx/5xx replies, slow replies, outages and
-//! STARTTLS), plus wrappers that run the real `smtp-sink` (Postfix) and `dnsmasq` binaries.
+//! STARTTLS), plus a wrapper that runs the real `smtp-sink` (Postfix) and, re-exported from
+//! tests/common/dns.rs, the one that runs `dnsmasq`. Every test binary including this file
+//! declares `mod common`.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -253,54 +255,9 @@ async fn session(
     Ok(())
 }
 
-/// A child process killed (SIGKILL, its own pid only) when dropped.
-pub struct Proc(pub Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `dnsmasq` answering for `*.test` on `ip:5353` with the given extra records.
-pub fn dnsmasq(ip: &str, records: &[String]) -> Proc {
-    let child = Command::new("dnsmasq")
-        .args([
-            "-k",
-            "--conf-file=/dev/null",
-            "--port=5353",
-            "--bind-interfaces",
-        ])
-        .arg(format!("--listen-address={ip}"))
-        .args([
-            "--no-resolv",
-            "--no-hosts",
-            "--local=/test/",
-            "--log-facility=-",
-            "--pid-file=",
-        ])
-        .args(records)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dnsmasq (Debian package dnsmasq-base) must be installed");
-    let p = Proc(child);
-    // Wait until it answers a query.
-    let q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x06\x00\x01";
-    let sock = UdpSocket::bind(format!("{ip}:0")).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let _ = sock.send_to(q, format!("{ip}:5353"));
-        let mut b = [0u8; 512];
-        if sock.recv_from(&mut b).is_ok() {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "dnsmasq did not start on {ip}");
-    }
-}
+// `dnsmasq` and the child guard are shared with the other DNS tests (every binary that
+// includes this file also declares `mod common`).
+pub use crate::common::dns::{dnsmasq, Proc};
 
 /// Postfix's `smtp-sink` on `addr`, dumping each transaction into `dir`.
 pub fn smtp_sink(addr: &str, dir: &Path, extra: &[&str]) -> Proc {

@@ -84,6 +84,20 @@ impl HickoryDns {
         servers: &[SocketAddr],
         timeout: Duration,
     ) -> Result<Self, ResolverSetupError> {
+        Ok(HickoryDns {
+            resolver: Self::build_resolver(servers, timeout)?,
+            timeout,
+        })
+    }
+
+    /// The resolver every DNS client of the node uses (SPF, DKIM/DMARC, outbound MX): it asks
+    /// `servers` over UDP, and over TCP for truncated answers, or the system's servers from
+    /// `/etc/resolv.conf` when `servers` is empty; each query waits `timeout` per attempt, two
+    /// attempts.
+    pub fn build_resolver(
+        servers: &[SocketAddr],
+        timeout: Duration,
+    ) -> Result<TokioResolver, ResolverSetupError> {
         let mut builder = if servers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| ResolverSetupError::System(e.to_string()))?
         } else {
@@ -105,10 +119,19 @@ impl HickoryDns {
         let opts = builder.options_mut();
         opts.timeout = timeout;
         opts.attempts = 2;
-        let resolver = builder
+        builder
             .build()
-            .map_err(|e| ResolverSetupError::Build(e.to_string()))?;
-        Ok(HickoryDns { resolver, timeout })
+            .map_err(|e| ResolverSetupError::Build(e.to_string()))
+    }
+
+    /// The underlying resolver, to share its cache with other DNS clients (DKIM, DMARC).
+    pub fn resolver(&self) -> &TokioResolver {
+        &self.resolver
+    }
+
+    /// The bound on each lookup.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     async fn run<T>(
