@@ -9,7 +9,8 @@
 //! `BENCH_MESSAGES_4K` (default 5000; quick 400) and `BENCH_MESSAGES_100K` (2000; quick 200)
 //! messages per phase, `BENCH_IDLE` (1000; quick 200) idle sessions, `BENCH_USERS` (100)
 //! recipients, `BENCH_PER_CONNECTION` (1) messages per SMTP connection, `BENCH_PEER=0` to skip
-//! Postfix + Dovecot.
+//! Postfix + Dovecot, `BENCH_MAILNODE_CONFIG` (TOML sections appended to the node's
+//! configuration, e.g. `$'[queue]\ndestination_concurrency = 50'`, to compare tunings).
 //!
 //! For each system in turn (never both running at once: the machine has few cores): start it;
 //! open the idle sessions (greeting, EHLO, then silence) and take the resident memory they
@@ -272,7 +273,15 @@ async fn run() {
 
     println!("\n[mailnode] one node on 127.0.201.1: MX :2525, LMTP + store :2424");
     let mn = {
-        let side = MailnodeSide::start(&users, p.idle + 1000).await;
+        let more = std::env::var("BENCH_MAILNODE_CONFIG").unwrap_or_default();
+        if !more.is_empty() {
+            println!("  with BENCH_MAILNODE_CONFIG:\n{more}");
+        }
+        let side = if more.is_empty() {
+            MailnodeSide::start(&users, p.idle + 1000).await
+        } else {
+            MailnodeSide::start_with(&users, p.idle + 1000, &more).await
+        };
         let mut f = measure_side(&side, "mn", &p, &phases, &users, &body).await;
         f.hwm = procs::status_kib(side.roots()[0], "VmHWM");
         f
