@@ -1002,6 +1002,12 @@ impl UbeSession {
         self.mx
     }
 
+    /// Whether the end of DATA has anything to check: a trusted session (allowlisted or
+    /// authenticated) without a virus scanner has not, and its message is not read again.
+    pub fn wants_content(&self) -> bool {
+        !self.exempt || self.stages.policy.settings.clamd.is_some()
+    }
+
     /// How many bytes of a message the content checks want: the larger of the scan limit and
     /// the scanners' limits.
     pub fn wanted_bytes(&self) -> usize {

@@ -384,7 +384,7 @@ impl<P: MailPolicy, K: Sink> Session<'_, P, K> {
         if let Some((reply, policy)) = self.check_header(&info) {
             return refuse(reply, policy);
         }
-        let message = match ube {
+        let message = match ube.filter(|u| u.wants_content()) {
             None => message,
             Some(ube) => {
                 let rcpts: Vec<&str> = recipients.iter().map(String::as_str).collect();
