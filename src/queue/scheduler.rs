@@ -14,8 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use rand::Rng;
@@ -53,11 +53,27 @@ impl MessageSource {
     }
 }
 
-/// Unix time in milliseconds.
+/// The queue's clock, in Unix milliseconds: the wall clock read once, when the process first
+/// asks, advanced by the monotonic clock from then on. Every due time, retry, lifetime and
+/// queue id is on this clock, so a wall-clock step while the node runs (NTP, an operator's
+/// `date -s`, a VM resumed) neither stalls the queue for the size of a backward step — a
+/// message queued just before it would otherwise wait that long — nor expires mail early on a
+/// forward one (tests/failover.rs `wall_clock_jumps_do_not_move_the_lease`). The price: after
+/// a step, the times the queue records and shows are off by the step until the next restart.
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    now_us() / 1000
+}
+
+/// [`now_ms`] in microseconds (queue ids).
+fn now_us() -> u64 {
+    static ANCHOR: OnceLock<(u64, Instant)> = OnceLock::new();
+    let (wall, mono) = ANCHOR.get_or_init(|| {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        (wall, Instant::now())
+    });
+    wall.saturating_add(mono.elapsed().as_micros() as u64)
 }
 
 /// The queue's shared state.
@@ -75,8 +91,12 @@ pub(crate) struct Inner {
     tasks: Mutex<JoinSet<()>>,
 }
 
-fn due_for(env: &Envelope, now: u64) -> u64 {
-    env.next_due_ms().unwrap_or(now)
+/// When a recovered message is due. Never later than the longest backoff from now: a due time
+/// further off was written before the wall clock was stepped back between two runs.
+fn due_for(env: &Envelope, now: u64, backoff_max_ms: u64) -> u64 {
+    env.next_due_ms()
+        .unwrap_or(now)
+        .min(now.saturating_add(backoff_max_ms))
 }
 
 impl Inner {
@@ -98,7 +118,7 @@ impl Inner {
         let mut state = State::default();
         let count = recovered.len();
         for (id, env, held) in recovered {
-            state.insert(id, held, due_for(&env, now));
+            state.insert(id, held, due_for(&env, now, cfg.backoff_max_ms));
         }
         tracing::info!(messages = count, dir = %dir.display(), "queue: spool recovered");
         Ok(Arc::new(Inner {
@@ -178,11 +198,7 @@ impl Inner {
             *r = fresh;
             r.next_attempt_ms = now;
         }
-        let id = QueueId::generate(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64),
-        );
+        let id = QueueId::generate(now_us());
         let i = id.clone();
         self.blocking(move |s| {
             let staged = match source {
