@@ -213,8 +213,8 @@ impl LmtpDelivery for StoreDelivery {
         envelope: &smtp::Envelope,
         message: &smtp::Message,
     ) -> Vec<Result<(), DeliveryError>> {
-        let bytes = match message.to_vec() {
-            Ok(b) => bytes::Bytes::from(b),
+        let bytes = match message.to_bytes() {
+            Ok(b) => b,
             Err(e) => {
                 return envelope
                     .recipients

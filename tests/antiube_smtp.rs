@@ -362,7 +362,7 @@ backoff_max_ms = 500
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::fs::read_dir(data.join("queue")).is_ok_and(|rd| {
             rd.flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".env"))
+                .any(|e| e.file_name().to_string_lossy().ends_with(".msg"))
         }) {
             assert!(Instant::now() < deadline, "queue not drained");
             tokio::time::sleep(Duration::from_millis(100)).await;

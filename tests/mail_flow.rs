@@ -76,7 +76,7 @@ fn queue_is_empty(data: &Path) -> bool {
     match std::fs::read_dir(data.join("queue")) {
         Ok(rd) => !rd
             .flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(".env")),
+            .any(|e| e.file_name().to_string_lossy().ends_with(".msg")),
         Err(_) => true,
     }
 }

@@ -127,7 +127,7 @@ async fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 fn queue_is_empty(data: &Path) -> bool {
     std::fs::read_dir(data.join("queue")).map_or(true, |rd| {
         !rd.flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(".env"))
+            .any(|e| e.file_name().to_string_lossy().ends_with(".msg"))
     })
 }
 

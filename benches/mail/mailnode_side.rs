@@ -114,11 +114,11 @@ create_if_missing = true
         })
     }
 
-    /// Whether the queue holds no message (no envelope file left in `<data>/queue`).
+    /// Whether the queue holds no message (no message or envelope file left in `<data>/queue`).
     pub fn queue_empty(&self) -> bool {
         !entries(&self.cluster.nodes[0].data_dir().join("queue"))
             .iter()
-            .any(|p| p.extension().is_some_and(|e| e == "env"))
+            .any(|p| p.extension().is_some_and(|e| e == "msg" || e == "env"))
     }
 
     /// The node's `/metrics` text (for benches/metrics_cost.rs).

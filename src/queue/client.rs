@@ -183,30 +183,49 @@ impl Session {
         }
     }
 
-    /// Streams the spooled message, dot-stuffed, followed by `.`.
-    async fn send_body(&mut self, path: &Path) -> Result<(), SessionError> {
-        let mut file = tokio::fs::File::open(path)
-            .await
-            .map_err(|source| SessionError::Io {
-                peer: format!("spool file {}", path.display()),
-                source,
-            })?;
+    /// Streams the first `len` octets of the spooled message (the rest of the file is the
+    /// spool's envelope), dot-stuffed, followed by `.`. Read in steps of up to 256 KiB, each one
+    /// trip to the blocking pool: one for most messages.
+    async fn send_body(&mut self, path: &Path, len: u64) -> Result<(), SessionError> {
+        const STEP: u64 = 256 * 1024;
+        let spool_err = |source| SessionError::Io {
+            peer: format!("spool file {}", path.display()),
+            source,
+        };
         let mut stuffer = DotStuffer::default();
-        let mut chunk = vec![0u8; 64 * 1024];
-        let mut out = Vec::with_capacity(70 * 1024);
-        loop {
-            let n = file
-                .read(&mut chunk)
-                .await
-                .map_err(|source| SessionError::Io {
-                    peer: format!("spool file {}", path.display()),
-                    source,
-                })?;
-            if n == 0 {
-                break;
+        let mut out = Vec::new();
+        let mut file = None;
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(STEP) as usize;
+            let (p, f) = (path.to_path_buf(), file.take());
+            let (f, chunk) = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut f = match f {
+                    Some(f) => f,
+                    None => std::fs::File::open(&p)?,
+                };
+                let mut chunk = Vec::with_capacity(want);
+                (&mut f).take(want as u64).read_to_end(&mut chunk)?;
+                Ok::<_, io::Error>((f, chunk))
+            })
+            .await
+            .map_err(|e| spool_err(io::Error::other(e)))?
+            .map_err(spool_err)?;
+            if chunk.len() < want {
+                return Err(spool_err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the file ends at {} of the message's {len} octets",
+                        done + chunk.len() as u64
+                    ),
+                )));
             }
+            done += chunk.len() as u64;
+            file = Some(f);
             out.clear();
-            stuffer.encode(&chunk[..n], &mut out);
+            out.reserve(chunk.len() + chunk.len() / 64 + 8);
+            stuffer.encode(&chunk, &mut out);
             self.write_all(&out).await?;
         }
         out.clear();
@@ -385,7 +404,7 @@ pub(crate) async fn transaction(
             )
         }
     }
-    if let Err(e) = s.send_body(&d.message).await {
+    if let Err(e) = s.send_body(&d.message, d.size).await {
         return finish(
             results,
             RcptStatus::Temporary,

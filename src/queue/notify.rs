@@ -129,8 +129,10 @@ async fn send_dsn(
 ) -> Result<QueueId, QueueError> {
     let whole = (kind == DsnKind::Failure && env.ret != Some(Ret::Hdrs))
         .then_some(inner.cfg.dsn_return_limit);
-    let i = id.clone();
-    let (original, is_whole) = inner.blocking(move |s| s.read_original(&i, whole)).await?;
+    let (i, len) = (id.clone(), env.size);
+    let (original, is_whole) = inner
+        .blocking(move |s| s.read_original(&i, len, whole))
+        .await?;
     let entries: Vec<dsn::Entry<'_>> = idx
         .iter()
         .map(|&i| {

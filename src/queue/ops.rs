@@ -198,7 +198,7 @@ impl Queue {
             .inner
             .blocking(move |s| {
                 let env = s.read_envelope(&i)?;
-                let (h, _) = s.read_original(&i, None)?;
+                let (h, _) = s.read_original(&i, env.size, None)?;
                 Ok((env, h))
             })
             .await?;

@@ -201,11 +201,14 @@ impl Inner {
         let id = QueueId::generate(now_us());
         let i = id.clone();
         self.blocking(move |s| {
-            let staged = match source {
-                MessageSource::Bytes(b) => s.stage_bytes(&i, &b)?,
-                MessageSource::Writer { write, .. } => s.stage(&i, write)?,
+            let (staged, hops) = match source {
+                MessageSource::Bytes(b) => (s.stage_bytes(&i, &b)?, dsn::count_received(&b)),
+                MessageSource::Writer { write, .. } => {
+                    let staged = s.stage(&i, write)?;
+                    let hops = dsn::count_received(&s.staged_headers(&staged)?);
+                    (staged, hops)
+                }
             };
-            let hops = dsn::count_received(&s.staged_headers(&staged)?);
             env.hops = env.hops.max(hops);
             if let Some(limit) = hop_limit.filter(|&l| env.hops > l) {
                 return Err(QueueError::TooManyHops {

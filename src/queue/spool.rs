@@ -1,15 +1,24 @@
-//! The spool: message and envelope files under `<data_dir>/queue/`, written so that a crash at
-//! any instant leaves either the whole queued message or nothing.
+//! The spool: queued messages under `<data_dir>/queue/`, written so that a crash at any instant
+//! leaves either the whole queued message or nothing.
 //!
-//! Layout: `<id>.msg` (the message as received), `<id>.env` (the JSON [`Envelope`]), `<id>.hold`
-//! (an empty marker: held by the operator), `tmp/` (files being written), `corrupt/` (envelopes
-//! that did not parse, kept for the operator). The hold marker is a file of its own so that an
-//! operator can hold a message while a delivery task owns its envelope.
-//! A new message is written to `tmp/`, fsynced, renamed into place — message first, envelope
-//! last — and the directory is fsynced; only then does `store` return. The envelope is the
-//! commit record: a message file without an envelope was never acknowledged and is deleted at
-//! start, and removal goes envelope first. Envelope rewrites use the same temp + fsync + rename
-//! + directory fsync, so a reader sees the old or the new version, never a torn one.
+//! Layout: `<id>.msg` (the message as received, followed by the envelope it was queued with and
+//! a fixed-size trailer, see [`TRAILER_LEN`]), `<id>.env` (a later version of the JSON
+//! [`Envelope`], written once deliveries have changed it), `<id>.hold` (an empty marker: held by
+//! the operator), `tmp/` (files being written), `corrupt/` (envelopes that did not parse, kept
+//! for the operator). The hold marker is a file of its own so that an operator can hold a
+//! message while a delivery task owns its envelope.
+//!
+//! A new message is written to `tmp/` with its envelope appended, fsynced, renamed into place
+//! and the directory is fsynced; only then does `commit` return. That one rename is the commit
+//! record: a file in `tmp/` was never acknowledged and is deleted at start. One file per queued
+//! message (not a message file and an envelope file) is one inode to allocate, sync and free
+//! less per message — the largest file-system cost of the queue. Envelope rewrites go to
+//! `<id>.env` with temp + fsync + rename + directory fsync, so a reader sees the old or the new
+//! version, never a torn one; `<id>.env`, when present, supersedes the embedded one. Removal
+//! goes message file first: an `<id>.env` left alone by a crash is deleted at start, while the
+//! reverse order could revive the embedded, older envelope and deliver again.
+//! Files of the earlier layout (`<id>.msg` holding only the message, always with an
+//! `<id>.env`) are still read.
 //!
 //! This module is blocking file I/O only: callers run it on `spawn_blocking`. It must never
 //! delete an envelope it cannot parse (that is moved to `corrupt/`), and never report success
@@ -17,7 +26,8 @@
 //! never from message content, and files are created mode 0600.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +39,56 @@ use super::QueueError;
 pub(crate) const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// The trailer's fixed start; then 10 decimal digits (the embedded envelope's length) and LF.
+const TRAILER_MAGIC: &[u8] = b"\nMAILNODE-ENVELOPE ";
+/// Length of the trailer that ends a message file of the current layout.
+pub(crate) const TRAILER_LEN: usize = TRAILER_MAGIC.len() + 11;
+/// Largest embedded envelope read back (an envelope of 10,000 recipients is about 2 MB).
+const MAX_ENVELOPE_BYTES: u64 = 64 * 1024 * 1024;
+
+fn trailer(env_len: usize) -> Vec<u8> {
+    let mut t = TRAILER_MAGIC.to_vec();
+    t.extend_from_slice(format!("{env_len:010}\n").as_bytes());
+    t
+}
+
+/// Where a message file's parts are: the message is `[0, content_len)`; the embedded envelope,
+/// when the file has one, `[content_len, content_len + env_len)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub content_len: u64,
+    /// `None`: a file of the earlier layout (message only).
+    pub env_len: Option<u64>,
+}
+
+/// Reads a message file's trailer. `Err` only for I/O errors.
+fn layout(f: &File) -> io::Result<Layout> {
+    let len = f.metadata()?.len();
+    let old = Layout {
+        content_len: len,
+        env_len: None,
+    };
+    if len < TRAILER_LEN as u64 {
+        return Ok(old);
+    }
+    let mut t = [0u8; TRAILER_LEN];
+    f.read_exact_at(&mut t, len - TRAILER_LEN as u64)?;
+    let (magic, rest) = t.split_at(TRAILER_MAGIC.len());
+    let digits = &rest[..10];
+    let env_len =
+        (magic == TRAILER_MAGIC && rest[10] == b'\n' && digits.iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+            .flatten()
+            .filter(|&n| n + TRAILER_LEN as u64 <= len);
+    Ok(match env_len {
+        Some(n) => Layout {
+            content_len: len - TRAILER_LEN as u64 - n,
+            env_len: Some(n),
+        },
+        None => old,
+    })
+}
 
 /// A message file written to `tmp/` but not yet committed; removed when dropped.
 #[derive(Debug)]
@@ -106,10 +166,10 @@ impl Spool {
         self.tmp.join(format!("{id}.{ext}.{n}"))
     }
 
-    /// Scans the spool after a start: returns every message with a readable envelope and its
-    /// message file, and whether it is held; deletes message files and hold markers without an
-    /// envelope (never acknowledged, or already deleted); moves unreadable envelopes, and
-    /// envelopes whose message file is missing, to `corrupt/`.
+    /// Scans the spool after a start: returns every message file with a readable envelope, and
+    /// whether it is held; deletes message files of the earlier layout without an envelope
+    /// (never acknowledged), and envelopes and hold markers without a message file (a removal
+    /// cut short); moves message files whose envelope does not parse to `corrupt/`.
     pub(crate) fn recover(&self) -> Result<Vec<(QueueId, Envelope, bool)>, QueueError> {
         let mut envs = Vec::new();
         let mut msgs = Vec::new();
@@ -135,14 +195,27 @@ impl Spool {
                 _ => tracing::warn!(file = name, "queue: ignoring unexpected file"),
             }
         }
-        let mut out = Vec::with_capacity(envs.len());
-        for id in &envs {
-            if !self.message_path(id).exists() {
-                tracing::error!(%id, "queue: envelope without message file; moved to corrupt/");
-                self.quarantine(id)?;
-                continue;
-            }
-            match self.read_envelope(id) {
+        let mut out = Vec::with_capacity(msgs.len());
+        let mut removed = false;
+        let rewritten: std::collections::HashSet<&QueueId> = envs.iter().collect();
+        for id in &msgs {
+            let env = if rewritten.contains(id) {
+                self.read_envelope(id).map_err(|e| e.to_string())
+            } else {
+                match self.read_embedded(id)? {
+                    Embedded::Envelope(env) => Ok(env),
+                    Embedded::Garbled(why) => Err(why),
+                    Embedded::None => {
+                        // The earlier layout's message file without its envelope.
+                        tracing::info!(%id, "queue: removing message file without envelope (never acknowledged)");
+                        let p = self.message_path(id);
+                        fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+                        removed = true;
+                        continue;
+                    }
+                }
+            };
+            match env {
                 Ok(env) => out.push((id.clone(), env, self.hold_path(id).exists())),
                 Err(e) => {
                     tracing::error!(%id, error = %e, "queue: unreadable envelope; moved to corrupt/");
@@ -150,18 +223,16 @@ impl Spool {
                 }
             }
         }
-        let mut removed = false;
-        for id in msgs {
-            // Quarantined messages have already moved away with their envelope.
-            let p = self.message_path(&id);
-            if !self.envelope_path(&id).exists() && p.exists() {
-                tracing::info!(%id, "queue: removing message file without envelope (never acknowledged)");
-                fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
-                removed = true;
-            }
+        let present: std::collections::HashSet<&QueueId> = msgs.iter().collect();
+        for id in envs.iter().filter(|id| !present.contains(id)) {
+            // The message file went first in a removal that a crash interrupted.
+            tracing::info!(%id, "queue: removing the envelope of a removed message");
+            let p = self.envelope_path(id);
+            fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
+            removed = true;
         }
         for id in holds {
-            if !self.envelope_path(&id).exists() {
+            if !self.message_path(&id).exists() {
                 let p = self.hold_path(&id);
                 fs::remove_file(&p).map_err(|e| io_err(&p, e))?;
                 removed = true;
@@ -212,67 +283,58 @@ impl Spool {
 
     /// The header section of a staged message (capped), for checks before committing.
     pub(crate) fn staged_headers(&self, staged: &Staged) -> Result<Vec<u8>, QueueError> {
-        let mut f = File::open(&staged.path).map_err(|e| io_err(&staged.path, e))?;
-        let mut buf = Vec::with_capacity(8192);
-        (&mut f)
-            .take(MAX_HEADER_BYTES as u64)
-            .read_to_end(&mut buf)
-            .map_err(|e| io_err(&staged.path, e))?;
-        let end = super::dsn::header_end(&buf).unwrap_or(buf.len());
-        buf.truncate(end);
-        Ok(buf)
+        let f = File::open(&staged.path).map_err(|e| io_err(&staged.path, e))?;
+        // In steps, up to the empty line: the body is not read.
+        let mut input = f.take(MAX_HEADER_BYTES as u64);
+        let mut buf = Vec::with_capacity(16 * 1024);
+        loop {
+            let n = (&mut input)
+                .take(16 * 1024)
+                .read_to_end(&mut buf)
+                .map_err(|e| io_err(&staged.path, e))?;
+            if let Some(end) = super::dsn::header_end(&buf) {
+                buf.truncate(end);
+                return Ok(buf);
+            }
+            if n == 0 {
+                return Ok(buf);
+            }
+        }
     }
 
-    /// Step two: fsync the staged message, write the envelope, rename both into place
-    /// (message first, envelope — the commit record — last) and fsync the directory.
+    /// Step two: append the envelope and the trailer to the staged message, fsync it, rename
+    /// it into place (the commit) and fsync the directory.
     pub(crate) fn commit(
         &self,
         id: &QueueId,
         env: &Envelope,
         staged: Staged,
     ) -> Result<(), QueueError> {
-        let env_json = serde_json::to_vec(env).map_err(|e| QueueError::Io {
-            path: self.envelope_path(id),
+        let mut tail = serde_json::to_vec(env).map_err(|e| QueueError::Io {
+            path: self.message_path(id),
             source: io::Error::other(e),
         })?;
-        let tmp_env = self.temp_path(id, "env");
+        let t = trailer(tail.len());
+        tail.extend_from_slice(&t);
         let final_msg = self.message_path(id);
-        let final_env = self.envelope_path(id);
-        if final_msg.exists() || final_env.exists() {
+        if final_msg.exists() || self.envelope_path(id).exists() {
             return Err(QueueError::Io {
                 path: final_msg,
                 source: io::Error::new(io::ErrorKind::AlreadyExists, "queue id collision"),
             });
         }
         let result = (|| {
-            // The message and the envelope are synced at the same time, on two threads: their
-            // block allocations then land in one journal transaction (XFS, ext4), committed
-            // once for both instead of once each.
-            let env_file = write_unsynced(&tmp_env, &env_json)?;
-            // Without a thread to spare, one after the other.
-            std::thread::scope(|scope| {
-                let env_sync = std::thread::Builder::new()
-                    .name("queue-sync".into())
-                    .spawn_scoped(scope, || env_file.sync_all());
-                let msg = File::open(&staged.path)
-                    .and_then(|f| f.sync_all())
-                    .map_err(|e| io_err(&staged.path, e));
-                let env = match env_sync {
-                    Ok(handle) => handle
-                        .join()
-                        .unwrap_or_else(|_| Err(io::Error::other("envelope sync panicked"))),
-                    Err(_) => env_file.sync_all(),
-                };
-                msg.and(env.map_err(|e| io_err(&tmp_env, e)))
-            })?;
+            let mut f = OpenOptions::new()
+                .append(true)
+                .open(&staged.path)
+                .map_err(|e| io_err(&staged.path, e))?;
+            f.write_all(&tail).map_err(|e| io_err(&staged.path, e))?;
+            f.sync_all().map_err(|e| io_err(&staged.path, e))?;
             rename(&staged.path, &final_msg)?;
-            rename(&tmp_env, &final_env)?;
             sync_dir(&self.dir)
         })();
         if result.is_err() {
-            for p in [&tmp_env, &final_env, &final_msg] {
-                let _ = fs::remove_file(p);
-            }
+            let _ = fs::remove_file(&final_msg);
             let _ = sync_dir(&self.dir);
         }
         drop(staged);
@@ -297,23 +359,60 @@ impl Spool {
         result
     }
 
-    /// Reads an envelope.
+    /// Reads an envelope: the rewritten `<id>.env`, else the one embedded in the message file.
     pub(crate) fn read_envelope(&self, id: &QueueId) -> Result<Envelope, QueueError> {
         let p = self.envelope_path(id);
-        let bytes = fs::read(&p).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                QueueError::NotFound(id.clone())
-            } else {
-                io_err(&p, e)
+        let bytes = match fs::read(&p) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return match self.read_embedded(id)? {
+                    Embedded::Envelope(env) => Ok(env),
+                    Embedded::Garbled(why) => Err(QueueError::Io {
+                        path: self.message_path(id),
+                        source: io::Error::new(io::ErrorKind::InvalidData, why),
+                    }),
+                    Embedded::None => Err(QueueError::NotFound(id.clone())),
+                };
             }
-        })?;
+            Err(e) => return Err(io_err(&p, e)),
+        };
         serde_json::from_slice(&bytes).map_err(|e| QueueError::Io {
             path: p,
             source: io::Error::new(io::ErrorKind::InvalidData, e),
         })
     }
 
-    /// Deletes a message: envelope first (the commit record), then the message file.
+    /// The envelope embedded in a message file.
+    fn read_embedded(&self, id: &QueueId) -> Result<Embedded, QueueError> {
+        let p = self.message_path(id);
+        let mut f = match File::open(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Embedded::None),
+            Err(e) => return Err(io_err(&p, e)),
+        };
+        let l = layout(&f).map_err(|e| io_err(&p, e))?;
+        let Some(n) = l.env_len else {
+            return Ok(Embedded::None);
+        };
+        if n > MAX_ENVELOPE_BYTES {
+            return Ok(Embedded::Garbled(format!("embedded envelope of {n} bytes")));
+        }
+        let mut json = vec![0u8; n as usize];
+        f.seek(SeekFrom::Start(l.content_len))
+            .and_then(|_| f.read_exact(&mut json))
+            .map_err(|e| io_err(&p, e))?;
+        Ok(match serde_json::from_slice::<Envelope>(&json) {
+            Ok(env) if env.size == l.content_len => Embedded::Envelope(env),
+            Ok(env) => Embedded::Garbled(format!(
+                "embedded envelope says {} bytes, the file holds {}",
+                env.size, l.content_len
+            )),
+            Err(e) => Embedded::Garbled(e.to_string()),
+        })
+    }
+
+    /// Deletes a message: message file first (the commit record), then a rewritten envelope
+    /// and the hold marker.
     pub(crate) fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
         self.unlink(id)?;
         sync_dir(&self.dir)
@@ -329,8 +428,8 @@ impl Spool {
 
     fn unlink(&self, id: &QueueId) -> Result<(), QueueError> {
         for p in [
-            self.envelope_path(id),
             self.message_path(id),
+            self.envelope_path(id),
             self.hold_path(id),
         ] {
             match fs::remove_file(&p) {
@@ -342,16 +441,18 @@ impl Spool {
         Ok(())
     }
 
-    /// The message's header section (up to and including the blank line), capped at
-    /// [`MAX_HEADER_BYTES`]; or, with `whole_up_to`, the entire message when it is no larger.
+    /// The header section (up to and including the blank line) of a message of `len` octets
+    /// (its envelope's `size`), capped at [`MAX_HEADER_BYTES`]; or, with `whole_up_to`, the
+    /// entire message when it is no larger.
     pub(crate) fn read_original(
         &self,
         id: &QueueId,
+        len: u64,
         whole_up_to: Option<u64>,
     ) -> Result<(Vec<u8>, bool), QueueError> {
         let p = self.message_path(id);
-        let mut f = File::open(&p).map_err(|e| io_err(&p, e))?;
-        let len = f.metadata().map_err(|e| io_err(&p, e))?.len();
+        let f = File::open(&p).map_err(|e| io_err(&p, e))?;
+        let mut f = f.take(len);
         if whole_up_to.is_some_and(|limit| len <= limit) {
             let mut all = Vec::with_capacity(len as usize);
             f.read_to_end(&mut all).map_err(|e| io_err(&p, e))?;
@@ -371,6 +472,15 @@ impl Spool {
         buf.truncate(end);
         Ok((buf, false))
     }
+}
+
+/// What a message file says about its envelope.
+enum Embedded {
+    Envelope(Envelope),
+    /// The trailer is there but what it points to is not this message's envelope.
+    Garbled(String),
+    /// No file, or a file of the earlier layout.
+    None,
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), QueueError> {
@@ -441,25 +551,74 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Spool::open(dir.path()).unwrap();
         let id = QueueId::generate(1);
-        s.store(&id, &env(), b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        let mut e1 = env();
+        e1.size = b"Subject: x\r\n\r\nbody\r\n".len() as u64;
+        s.store(&id, &e1, b"Subject: x\r\n\r\nbody\r\n").unwrap();
+        // One file per queued message: the envelope is inside it.
+        assert!(s.message_path(&id).exists() && !s.envelope_path(&id).exists());
         let got = s.recover().unwrap();
-        assert_eq!(got, vec![(id.clone(), env(), false)]);
+        assert_eq!(got, vec![(id.clone(), e1.clone(), false)]);
+        assert_eq!(s.read_envelope(&id).unwrap(), e1);
         s.set_hold(&id, true).unwrap();
         assert!(s.recover().unwrap()[0].2);
         s.set_hold(&id, false).unwrap();
         s.set_hold(&id, false).unwrap();
         assert!(!s.recover().unwrap()[0].2);
-        let mut e2 = env();
+        let mut e2 = e1.clone();
         e2.recipients[0].attempts = 3;
         s.write_envelope(&id, &e2).unwrap();
         assert_eq!(s.read_envelope(&id).unwrap(), e2);
-        let (h, whole) = s.read_original(&id, None).unwrap();
+        assert_eq!(s.recover().unwrap()[0].1, e2, "the rewritten envelope wins");
+        let len = b"Subject: x\r\n\r\nbody\r\n".len() as u64;
+        let (h, whole) = s.read_original(&id, len, None).unwrap();
         assert_eq!((h.as_slice(), whole), (&b"Subject: x\r\n\r\n"[..], false));
-        let (all, whole) = s.read_original(&id, Some(1000)).unwrap();
-        assert!(whole && all.ends_with(b"body\r\n"));
+        let (all, whole) = s.read_original(&id, len, Some(1000)).unwrap();
+        assert!(whole && all.ends_with(b"body\r\n") && all.len() as u64 == len);
         s.remove(&id).unwrap();
         assert!(s.recover().unwrap().is_empty());
         assert!(matches!(s.read_envelope(&id), Err(QueueError::NotFound(_))));
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            2,
+            "only tmp/ and corrupt/"
+        );
+    }
+
+    #[test]
+    fn a_removal_cut_short_leaves_nothing_to_deliver() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path()).unwrap();
+        let id = QueueId::generate(6);
+        let mut e = env();
+        e.size = 1;
+        s.store(&id, &e, b"m").unwrap();
+        e.recipients[0].attempts = 1;
+        s.write_envelope(&id, &e).unwrap();
+        s.set_hold(&id, true).unwrap();
+        // The crash came after the message file (the commit record) was unlinked.
+        fs::remove_file(s.message_path(&id)).unwrap();
+        assert!(s.recover().unwrap().is_empty());
+        assert!(!s.envelope_path(&id).exists() && !s.hold_path(&id).exists());
+        assert_eq!(fs::read_dir(&s.corrupt).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn files_of_the_earlier_layout_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open(dir.path()).unwrap();
+        let id = QueueId::generate(7);
+        // A message whose last line looks like a trailer: its envelope file decides.
+        let msg = format!(
+            "Subject: x\r\n\r\nbody{}",
+            String::from_utf8_lossy(&trailer(3))
+        );
+        let mut e = env();
+        e.size = msg.len() as u64;
+        fs::write(s.message_path(&id), &msg).unwrap();
+        fs::write(s.envelope_path(&id), serde_json::to_vec(&e).unwrap()).unwrap();
+        assert_eq!(s.recover().unwrap(), vec![(id.clone(), e.clone(), false)]);
+        let (all, whole) = s.read_original(&id, e.size, Some(1000)).unwrap();
+        assert!(whole && all == msg.as_bytes());
     }
 
     #[test]
@@ -470,6 +629,8 @@ mod tests {
         let garbled = QueueId::generate(3);
         let lonely = QueueId::generate(4);
         let good = QueueId::generate(5);
+        let torn = QueueId::generate(8);
+        let liar = QueueId::generate(9);
         fs::write(s.message_path(&orphan), b"x").unwrap();
         fs::write(s.message_path(&garbled), b"x").unwrap();
         fs::write(s.envelope_path(&garbled), b"{not json").unwrap();
@@ -478,7 +639,19 @@ mod tests {
             serde_json::to_vec(&env()).unwrap(),
         )
         .unwrap();
-        s.store(&good, &env(), b"m").unwrap();
+        let mut e = env();
+        e.size = 1;
+        s.store(&good, &e, b"m").unwrap();
+        // A trailer pointing at something that is not an envelope, and an envelope that
+        // disagrees with the file about the message's size.
+        let mut bad = b"m{not json".to_vec();
+        bad.extend_from_slice(&trailer(9));
+        fs::write(s.message_path(&torn), &bad).unwrap();
+        let json = serde_json::to_vec(&e).unwrap();
+        let mut bad = b"mm".to_vec();
+        bad.extend_from_slice(&json);
+        bad.extend_from_slice(&trailer(json.len()));
+        fs::write(s.message_path(&liar), &bad).unwrap();
         fs::write(s.tmp.join("half-written"), b"x").unwrap();
         drop(s);
         let s = Spool::open(dir.path()).unwrap();
@@ -488,7 +661,10 @@ mod tests {
         assert_eq!(got[0].0, good);
         assert!(!s.message_path(&orphan).exists());
         assert!(s.corrupt.join(format!("{garbled}.env")).exists());
-        assert!(s.corrupt.join(format!("{lonely}.env")).exists());
+        assert!(s.corrupt.join(format!("{torn}.msg")).exists());
+        assert!(s.corrupt.join(format!("{liar}.msg")).exists());
+        // An envelope without its message: the end of a removal.
+        assert!(!s.envelope_path(&lonely).exists());
     }
 
     #[test]

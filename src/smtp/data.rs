@@ -185,6 +185,8 @@ impl ContentChecker {
         if let Some(e) = self.error {
             return Err(e);
         }
+        // One word-at-a-time pass instead of a look at every run's octets, for the usual chunk.
+        let find_8bit = !self.allow_8bit && !chunk.is_ascii();
         let mut i = 0;
         while i < chunk.len() {
             if !self.pending_cr {
@@ -192,7 +194,7 @@ impl ContentChecker {
                 // first 8-bit octet where those are refused.
                 let rest = &chunk[i..];
                 let mut run = memchr::memchr3(b'\r', b'\n', 0, rest).unwrap_or(rest.len());
-                if !self.allow_8bit {
+                if find_8bit {
                     if let Some(p) = rest[..run].iter().position(|&b| b >= 0x80) {
                         run = p;
                     }

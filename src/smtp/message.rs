@@ -27,7 +27,7 @@ pub struct Message {
 
 #[derive(Debug)]
 enum Body {
-    Memory(Vec<u8>),
+    Memory(bytes::Bytes),
     File(NamedTempFile),
 }
 
@@ -53,7 +53,7 @@ impl Message {
     pub fn from_bytes(bytes: Vec<u8>) -> Message {
         Message {
             len: bytes.len() as u64,
-            body: Body::Memory(bytes),
+            body: Body::Memory(bytes.into()),
         }
     }
 
@@ -94,6 +94,15 @@ impl Message {
                 MessageReader::File(file)
             }
         })
+    }
+
+    /// The whole content in memory: shared, not copied, when it is held in memory; read from a
+    /// spooled file otherwise (blocking I/O).
+    pub fn to_bytes(&self) -> io::Result<bytes::Bytes> {
+        match &self.body {
+            Body::Memory(b) => Ok(b.clone()),
+            Body::File(_) => self.to_vec().map(Into::into),
+        }
     }
 
     /// The whole content in memory (reads a spooled file): for small messages and tests.
@@ -258,7 +267,7 @@ impl Spool {
     /// The finished message.
     pub(crate) async fn finish(self) -> io::Result<Message> {
         let body = match self.file {
-            None => Body::Memory(self.mem),
+            None => Body::Memory(self.mem.into()),
             Some((temp, mut writer)) => {
                 writer.flush().await?;
                 Body::File(temp)
