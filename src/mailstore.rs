@@ -57,8 +57,7 @@ async fn bind(
     what: &'static str,
 ) -> Result<Option<TcpListener>, NodeError> {
     let Some(addr) = addr else { return Ok(None) };
-    TcpListener::bind(addr)
-        .await
+    crate::net::bind(addr)
         .map(Some)
         .map_err(|e| NodeError::Bind {
             addr,

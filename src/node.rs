@@ -267,7 +267,7 @@ where
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|e| NodeError::Bind {
+    crate::net::bind(addr).map_err(|e| NodeError::Bind {
         addr,
         what,
         reason: e.to_string(),
