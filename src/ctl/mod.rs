@@ -22,6 +22,7 @@ mod cluster;
 pub mod discover;
 mod domain;
 mod import;
+mod input;
 pub mod output;
 pub mod password;
 pub mod pki;

@@ -231,6 +231,30 @@ pub fn note(s: &str) {
     let _ = writeln!(io::stderr().lock(), "{s}");
 }
 
+/// Text from the server as printed: verbatim into a pipe or file (so it can be edited and sent
+/// back); on a terminal, control characters other than line breaks and tabs are escaped.
+/// Always ends with a newline.
+pub fn text_for_stdout(source: &str, terminal: bool) -> String {
+    let mut out = if terminal {
+        source
+            .split('\n')
+            .map(|line| {
+                line.split('\t')
+                    .map(|part| clean(part.strip_suffix('\r').unwrap_or(part)))
+                    .collect::<Vec<_>>()
+                    .join("\t")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    } else {
+        source.to_owned()
+    };
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +329,14 @@ mod tests {
         assert_eq!(array(&json!({"users": [1, 2]}), "users").len(), 2);
         assert_eq!(array(&json!([1]), "users").len(), 1);
         assert!(array(&json!("x"), "users").is_empty());
+    }
+
+    #[test]
+    fn text_is_verbatim_in_pipes_and_escaped_on_terminals() {
+        let s = "if true {\r\n\tkeep; # \u{1b}[31m\r\n}";
+        assert_eq!(text_for_stdout(s, false), format!("{s}\n"));
+        let shown = text_for_stdout(s, true);
+        assert_eq!(shown, "if true {\n\tkeep; # \\u{1b}[31m\n}\n");
+        assert_eq!(text_for_stdout("", true), "");
     }
 }

@@ -8,15 +8,14 @@
 //! terminals.
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
 
 use serde_json::{json, Value};
 
 use super::args::{PolicyCmd, PolicyMapCmd};
 use super::client::{parse_json, seg};
 use super::output::{self, text, Table};
-use super::{CtlError, Ctx};
+use super::{input, CtlError, Ctx};
 use crate::antiube::policy::MAX_MAP_BYTES;
 use crate::directory::MAX_POLICY_SETTINGS_BYTES;
 
@@ -40,7 +39,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> Result<(), CtlError> {
             file,
             expect_version,
         } => {
-            let settings = read_text(&file, "settings", MAX_SETTINGS_FILE)?;
+            let settings = input::read_text(&file, "settings", MAX_SETTINGS_FILE)?;
             let mut body = json!({ "settings": settings });
             if let Some(v) = expect_version {
                 body["expected_version"] = json!(v);
@@ -49,10 +48,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> Result<(), CtlError> {
             changed(ctx, &answer, "settings stored")
         }
         PolicyCmd::Check { file, maps } => {
-            let settings = read_text(&file, "settings", MAX_SETTINGS_FILE)?;
+            let settings = input::read_text(&file, "settings", MAX_SETTINGS_FILE)?;
             let mut texts = BTreeMap::new();
             for (name, path) in maps {
-                let t = read_text(&path, &format!("map {name}"), MAX_MAP_FILE)?;
+                let t = input::read_text(&path, &format!("map {name}"), MAX_MAP_FILE)?;
                 if texts.insert(name.clone(), t).is_some() {
                     return Err(CtlError::usage(format!("--map {name}=… given twice")));
                 }
@@ -92,14 +91,14 @@ pub(crate) async fn run(ctx: &Ctx, cmd: PolicyCmd) -> Result<(), CtlError> {
             }
             let v = parse_json(&body)?;
             let t = v.get("text").and_then(Value::as_str).unwrap_or_default();
-            output::stdout(&for_stdout(t, std::io::stdout().is_terminal()))
+            output::stdout(&output::text_for_stdout(t, std::io::stdout().is_terminal()))
         }
         PolicyCmd::Map(PolicyMapCmd::Put {
             name,
             file,
             expect_version,
         }) => {
-            let t = read_text(&file, &format!("map {name}"), MAX_MAP_FILE)?;
+            let t = input::read_text(&file, &format!("map {name}"), MAX_MAP_FILE)?;
             let mut body = json!({ "text": t });
             if let Some(v) = expect_version {
                 body["expected_version"] = json!(v);
@@ -173,7 +172,7 @@ fn show(v: &Value, terminal: bool) -> String {
     if settings.trim().is_empty() {
         out.push_str("(empty: every setting at its default)\n");
     } else {
-        out.push_str(&for_stdout(settings, terminal));
+        out.push_str(&output::text_for_stdout(settings, terminal));
     }
     out
 }
@@ -186,56 +185,6 @@ fn map_table(v: &Value) -> Table {
         }
     }
     t
-}
-
-/// Text as printed: verbatim into a pipe or file; on a terminal, control characters other
-/// than line breaks and tabs are escaped. Always ends with a newline.
-fn for_stdout(source: &str, terminal: bool) -> String {
-    let mut out = if terminal {
-        source
-            .split('\n')
-            .map(|line| {
-                line.split('\t')
-                    .map(|part| output::clean(part.strip_suffix('\r').unwrap_or(part)))
-                    .collect::<Vec<_>>()
-                    .join("\t")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        source.to_owned()
-    };
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out
-}
-
-/// A UTF-8 text file of at most `max` bytes, or standard input for `-`.
-fn read_text(path: &Path, what: &str, max: u64) -> Result<String, CtlError> {
-    let stdin = path == Path::new("-");
-    let mut bytes = Vec::new();
-    let read = if stdin {
-        std::io::stdin()
-            .lock()
-            .take(max + 1)
-            .read_to_end(&mut bytes)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
-    };
-    let name = if stdin {
-        "standard input".to_owned()
-    } else {
-        PathBuf::from(path).display().to_string()
-    };
-    read.map_err(|e| CtlError::usage(format!("cannot read the {what} from {name}: {e}")))?;
-    if bytes.len() as u64 > max {
-        return Err(CtlError::usage(format!(
-            "the {what} in {name} is larger than {max} bytes"
-        )));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| CtlError::usage(format!("the {what} in {name} is not UTF-8 text")))
 }
 
 #[cfg(test)]
@@ -269,12 +218,5 @@ mod tests {
             empty.ends_with("(empty: every setting at its default)\n"),
             "{empty}"
         );
-    }
-
-    #[test]
-    fn text_is_verbatim_in_pipes_and_escaped_on_terminals() {
-        let s = "/a/ REJECT \u{1b}[31m\r\n/b/\tWARN";
-        assert_eq!(for_stdout(s, false), format!("{s}\n"));
-        assert_eq!(for_stdout(s, true), "/a/ REJECT \\u{1b}[31m\n/b/\tWARN\n");
     }
 }

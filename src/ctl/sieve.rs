@@ -4,15 +4,14 @@
 //! The server compiles every script and generates the settings script; this side reads files,
 //! sends them, and prints the answers.
 
-use std::io::{IsTerminal, Read};
-use std::path::Path;
+use std::io::IsTerminal;
 
 use serde_json::{json, Map, Value};
 
 use super::args::{SieveCmd, UserSetting};
 use super::client::{parse_json, seg};
 use super::output::{self, text, Table};
-use super::{CtlError, Ctx};
+use super::{input, CtlError, Ctx};
 
 /// Largest script or message file read (the server's limit is 64 KiB; a little more so that
 /// the server, not this side, says what the limit is).
@@ -40,7 +39,10 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SieveCmd) -> Result<(), CtlError> {
             }
             let v = parse_json(&body)?;
             let source = v.get("source").and_then(Value::as_str).unwrap_or_default();
-            return output::stdout(&source_for_stdout(source, std::io::stdout().is_terminal()));
+            return output::stdout(&output::text_for_stdout(
+                source,
+                std::io::stdout().is_terminal(),
+            ));
         }
         SieveCmd::Put {
             user,
@@ -48,7 +50,7 @@ pub(crate) async fn run(ctx: &Ctx, cmd: SieveCmd) -> Result<(), CtlError> {
             file,
             activate,
         } => {
-            let source = read_text(&file, "script")?;
+            let source = input::read_text(&file, "script", MAX_FILE)?;
             let body = c
                 .put(
                     &script_path(&user, &name),
@@ -124,7 +126,7 @@ pub(crate) async fn setting(ctx: &Ctx, user: &str, setting: UserSetting) -> Resu
             } else {
                 let message = match (message, message_file) {
                     (Some(m), None) => m,
-                    (None, Some(f)) => read_text(&f, "message")?,
+                    (None, Some(f)) => input::read_text(&f, "message", MAX_FILE)?,
                     _ => {
                         return Err(CtlError::usage(
                             "give the reply's text with --message TEXT or --message-file FILE",
@@ -251,55 +253,6 @@ fn active_path(user: &str) -> String {
     format!("/api/users/{}/sieve-active", seg(user))
 }
 
-/// A UTF-8 text file, or standard input for `-`.
-fn read_text(path: &Path, what: &str) -> Result<String, CtlError> {
-    let mut bytes = Vec::new();
-    let read = if path == Path::new("-") {
-        std::io::stdin()
-            .lock()
-            .take(MAX_FILE + 1)
-            .read_to_end(&mut bytes)
-    } else {
-        std::fs::File::open(path).and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
-    };
-    let name = if path == Path::new("-") {
-        "standard input".to_owned()
-    } else {
-        path.display().to_string()
-    };
-    read.map_err(|e| CtlError::usage(format!("cannot read the {what} from {name}: {e}")))?;
-    if bytes.len() as u64 > MAX_FILE {
-        return Err(CtlError::usage(format!(
-            "the {what} in {name} is larger than {MAX_FILE} bytes"
-        )));
-    }
-    String::from_utf8(bytes)
-        .map_err(|_| CtlError::usage(format!("the {what} in {name} is not UTF-8 text")))
-}
-
-/// A script as printed by `get`: verbatim into a pipe or file (so it can be edited and put
-/// back); on a terminal, control characters other than line breaks and tabs are escaped.
-fn source_for_stdout(source: &str, terminal: bool) -> String {
-    let mut out = if terminal {
-        source
-            .split('\n')
-            .map(|line| {
-                line.split('\t')
-                    .map(|part| output::clean(part.strip_suffix('\r').unwrap_or(part)))
-                    .collect::<Vec<_>>()
-                    .join("\t")
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        source.to_owned()
-    };
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out
-}
-
 fn script_table(scripts: &Value) -> Table {
     let mut t = Table::new(&["NAME", "ACTIVE", "SIZE"]).right(2);
     for s in output::array(scripts, "scripts") {
@@ -332,14 +285,6 @@ mod tests {
              mailnode-settings  yes      312\n\
              old\\u{1b}[2J                  7\n"
         );
-    }
-
-    #[test]
-    fn sources_are_verbatim_in_pipes_and_escaped_on_terminals() {
-        let s = "if true {\r\n\tkeep; # \u{1b}[31m\r\n}";
-        assert_eq!(source_for_stdout(s, false), format!("{s}\n"));
-        let shown = source_for_stdout(s, true);
-        assert_eq!(shown, "if true {\n\tkeep; # \\u{1b}[31m\n}\n");
     }
 
     #[test]
