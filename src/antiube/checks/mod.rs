@@ -22,7 +22,7 @@ mod tests;
 
 use std::fmt;
 
-use regex::Regex;
+use regex::{Regex, RegexSet, RegexSetBuilder};
 
 /// The table dialect: the two differ in flag defaults and meanings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,6 +199,8 @@ struct Pattern {
     regex: Regex,
     /// `!/.../`: fires when the expression does not match.
     negated: bool,
+    /// The expression with its options as inline flags (for [`Table`]'s combined set).
+    inline: String,
 }
 
 impl Pattern {
@@ -235,6 +237,10 @@ enum Entry {
 /// A compiled regexp or pcre table.
 pub struct Table {
     entries: Vec<Entry>,
+    /// Every rule's pattern in one set, when the table is only plain rules (no `if`, no
+    /// negation) and the set compiles within the limits: most lines match no rule, and one
+    /// pass of the set says so instead of one pass per rule.
+    set: Option<RegexSet>,
 }
 
 impl fmt::Debug for Table {
@@ -254,7 +260,10 @@ impl Table {
         limits: &Limits,
     ) -> Result<Table, LoadError> {
         parse::parse(text, dialect, limits)
-            .map(|entries| Table { entries })
+            .map(|entries| Table {
+                set: combined(&entries, limits),
+                entries,
+            })
             .map_err(|(line, kind)| LoadError {
                 name: name.to_owned(),
                 line,
@@ -278,6 +287,14 @@ impl Table {
     /// The first rule that fires for `input` (a header line, unfolded or with its folding
     /// newlines, or a body line), honouring `if`/`endif`. `None` when nothing fires.
     pub fn first_match(&self, input: &str) -> Option<Match> {
+        if let Some(set) = &self.set {
+            if !set.is_match(input) {
+                return None;
+            }
+            // The lowest index is the first rule in table order that fires.
+            let first = set.matches(input).iter().next()?;
+            return self.rule_match(first, input);
+        }
         let mut i = 0;
         while let Some(entry) = self.entries.get(i) {
             match entry {
@@ -316,6 +333,54 @@ impl Table {
         }
         None
     }
+}
+
+impl Table {
+    /// The match of plain rule `i`, if it fires for `input`.
+    fn rule_match(&self, i: usize, input: &str) -> Option<Match> {
+        let Some(Entry::Rule {
+            pattern,
+            action,
+            text,
+            line,
+            captures,
+        }) = self.entries.get(i)
+        else {
+            return None;
+        };
+        let text = if *captures {
+            substitute(text, &pattern.regex.captures(input)?)
+        } else if pattern.fires(input) {
+            substitute_literal(text)
+        } else {
+            return None;
+        };
+        Some(Match {
+            action: action.clone(),
+            text,
+            line: *line,
+        })
+    }
+}
+
+/// The set of a table made only of plain rules, in order; `None` otherwise, or when the set
+/// would exceed the limits (then rules are tried one by one, as for any other table).
+fn combined(entries: &[Entry], limits: &Limits) -> Option<RegexSet> {
+    let mut sources = Vec::with_capacity(entries.len());
+    for e in entries {
+        match e {
+            Entry::Rule { pattern, .. } if !pattern.negated => sources.push(&pattern.inline),
+            _ => return None,
+        }
+    }
+    if sources.len() < 2 {
+        return None;
+    }
+    RegexSetBuilder::new(sources)
+        .size_limit(limits.regex_size_limit.saturating_mul(entries.len()))
+        .dfa_size_limit(limits.dfa_size_limit.saturating_mul(4))
+        .build()
+        .ok()
 }
 
 fn substitute(pieces: &[Piece], caps: &regex::Captures<'_>) -> String {

@@ -206,15 +206,36 @@ fn compile(
             .map_err(|e| regex_error(e, src))
     };
     let mut regex = build(src)?;
+    let mut built = src.clone();
     if anchored {
         // Validated alone first, so the wrapper cannot change how the pattern parses; the
         // newline ends a trailing `#` comment in ignore-whitespace mode.
         let end = if ignore_ws { "\n)" } else { ")" };
-        regex = build(&format!(r"\A(?:{src}{end}"))?;
+        built = format!(r"\A(?:{src}{end}");
+        regex = build(&built)?;
     }
+    // The same expression with the builder's options as leading inline flags, for the
+    // table's combined set (every flag set or cleared explicitly).
+    let mut on = String::new();
+    let mut off = String::new();
+    for (flag, set) in [
+        ('i', icase),
+        ('m', multi),
+        ('s', dotall),
+        ('x', ignore_ws),
+        ('U', ungreedy),
+    ] {
+        if set {
+            on.push(flag)
+        } else {
+            off.push(flag)
+        }
+    }
+    let sep = if off.is_empty() { "" } else { "-" };
     Ok(Pattern {
         regex,
         negated: raw.negated,
+        inline: format!("(?{on}{sep}{off}){built}"),
     })
 }
 

@@ -472,3 +472,65 @@ fn random_tables_never_panic() {
     // The generator must reach the matcher, not only the error paths.
     assert!(loaded > 100, "only {loaded} random tables loaded");
 }
+
+/// The combined set (tables of plain rules) decides exactly as trying the rules in order.
+#[test]
+fn the_combined_set_agrees_with_rules_in_order() {
+    let regexp = "/^subject:.*viagra/ REJECT spam\n\
+                  /^(from|to): .*@(spam|junk)\\.example/ REJECT ${2} domain\n\
+                  /free money/ WARN spaced\n\
+                  /^x-mailer: (bulk.*)$/i HOLD ${1}\n\
+                  /^a.b$/m DISCARD dot\n\
+                  /[0-9]{5,}/ 450 4.7.1 numbers\n\
+                  /VIAGRA/i IGNORE\n";
+    let pcre_text = "/^subject: (a+?)(b*)/U REJECT $1-$2\n\
+                     /^x y # a comment/x WARN extended\n\
+                     /^m.n/s DISCARD dotall\n\
+                     /^anchored/A HOLD\n\
+                     /Case/ REJECT sensitive\n";
+    let inputs = [
+        "Subject: buy viagra now",
+        "From: a@spam.example",
+        "To: b@junk.example",
+        "free money and more",
+        "X-Mailer: BulkMailer 2.0",
+        "a\nb",
+        "a.b",
+        "order 123456",
+        "viagra",
+        "Subject: aaabbb",
+        "xy",
+        "m\nn",
+        "anchored here",
+        "not anchored",
+        "case",
+        "Case",
+        "",
+        "nothing at all",
+    ];
+    for (text, dialect) in [(regexp, Dialect::Regexp), (pcre_text, Dialect::Pcre)] {
+        let with = Table::parse("t", text, dialect, &Limits::default()).unwrap();
+        let mut without = Table::parse("t", text, dialect, &Limits::default()).unwrap();
+        assert!(with.set.is_some(), "plain rules get a set");
+        without.set = None;
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut all: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        for _ in 0..2000 {
+            let a = inputs[rng.gen_range(0..inputs.len())];
+            let b = inputs[rng.gen_range(0..inputs.len())];
+            let cut = rng.gen_range(0..=a.len());
+            all.push(format!("{}{b}", a.get(..cut).unwrap_or(a)));
+        }
+        for input in &all {
+            let (x, y) = (with.first_match(input), without.first_match(input));
+            assert_eq!(
+                x.map(|m| (m.action, m.text, m.line)),
+                y.map(|m| (m.action, m.text, m.line)),
+                "{input:?}"
+            );
+        }
+    }
+    // Tables with `if` or negation keep the ordered walk.
+    assert!(table("if /a/\n/b/ REJECT\nendif\n").set.is_none());
+    assert!(table("!/a/ REJECT\n/b/ REJECT\n").set.is_none());
+}
