@@ -556,3 +556,34 @@ fn apply(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_clock_moves_with_the_monotonic_clock() {
+        let (a, t) = (now_ms(), Instant::now());
+        std::thread::sleep(Duration::from_millis(20));
+        let (b, elapsed) = (now_ms(), t.elapsed().as_millis() as u64);
+        assert!(b >= a + 20 && b <= a + elapsed + 2, "{a} {b} {elapsed}");
+        // Anchored to the wall clock when first read.
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(wall.abs_diff(now_ms()) < 60_000);
+    }
+
+    #[test]
+    fn recovered_due_times_are_capped_at_the_longest_backoff() {
+        let mut env = Envelope::new("a@b.example");
+        env.recipients.push(Recipient::new("c@d.example"));
+        env.recipients[0].next_attempt_ms = 10_000_000;
+        // Written before the clock was stepped back an hour: due within the longest backoff.
+        assert_eq!(due_for(&env, 1_000_000, 3_600_000), 4_600_000);
+        assert_eq!(due_for(&env, 8_000_000, 3_600_000), 10_000_000);
+        env.recipients[0].state = RcptState::Delivered;
+        assert_eq!(due_for(&env, 5, 3_600_000), 5, "nothing pending: now");
+    }
+}
