@@ -37,6 +37,7 @@ mod client;
 mod config;
 mod dsn;
 mod envelope;
+mod group_sync;
 mod index;
 mod lmtp;
 mod mx;

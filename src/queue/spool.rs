@@ -31,9 +31,9 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 
 use super::envelope::{Envelope, QueueId};
+use super::group_sync::GroupSync;
 use super::QueueError;
 
 /// Most header bytes read for a DSN or `queue show`.
@@ -44,7 +44,7 @@ static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 /// The trailer's fixed start; then 10 decimal digits (the embedded envelope's length) and LF.
 const TRAILER_MAGIC: &[u8] = b"\nMAILNODE-ENVELOPE ";
 /// Length of the trailer that ends a message file of the current layout.
-pub(crate) const TRAILER_LEN: usize = TRAILER_MAGIC.len() + 11;
+const TRAILER_LEN: usize = TRAILER_MAGIC.len() + 11;
 /// Largest embedded envelope read back (an envelope of 10,000 recipients is about 2 MB).
 const MAX_ENVELOPE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -57,10 +57,10 @@ fn trailer(env_len: usize) -> Vec<u8> {
 /// Where a message file's parts are: the message is `[0, content_len)`; the embedded envelope,
 /// when the file has one, `[content_len, content_len + env_len)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Layout {
-    pub content_len: u64,
+struct Layout {
+    content_len: u64,
     /// `None`: a file of the earlier layout (message only).
-    pub env_len: Option<u64>,
+    env_len: Option<u64>,
 }
 
 /// Reads a message file's trailer. `Err` only for I/O errors.
@@ -111,59 +111,6 @@ pub(crate) struct Spool {
     tmp: PathBuf,
     corrupt: PathBuf,
     dir_sync: GroupSync,
-}
-
-/// Fsyncs of the queue directory shared by concurrent callers (group commit): an fsync that
-/// began after a caller's rename or unlink makes it durable, so a caller that finds one
-/// running waits for the next and lets one fsync serve everyone who queued meanwhile. Under
-/// load (200 SMTP clients) that is one directory fsync for many messages instead of one each.
-#[derive(Debug, Default)]
-struct GroupSync {
-    state: Mutex<SyncState>,
-    done: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct SyncState {
-    /// Tickets handed out: a caller takes one after its change to the directory.
-    requested: u64,
-    /// Every ticket up to this one is durable.
-    synced: u64,
-    running: bool,
-}
-
-impl GroupSync {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn sync(&self, dir: &Path) -> Result<(), QueueError> {
-        let mut st = self.lock();
-        st.requested += 1;
-        let ticket = st.requested;
-        loop {
-            if st.synced >= ticket {
-                return Ok(());
-            }
-            if !st.running {
-                // Lead: this fsync starts after every ticket handed out so far.
-                st.running = true;
-                let covers = st.requested;
-                drop(st);
-                let result = sync_dir(dir);
-                st = self.lock();
-                st.running = false;
-                if result.is_ok() {
-                    st.synced = st.synced.max(covers);
-                }
-                self.done.notify_all();
-                // On failure the waiters try again themselves, each leading in turn.
-                result?;
-                continue;
-            }
-            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-    }
 }
 
 impl Spool {
@@ -387,7 +334,7 @@ impl Spool {
             f.write_all(&tail).map_err(|e| io_err(&staged.path, e))?;
             f.sync_all().map_err(|e| io_err(&staged.path, e))?;
             rename(&staged.path, &final_msg)?;
-            self.dir_sync.sync(&self.dir)
+            self.dir_sync.sync(|| sync_dir(&self.dir))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&final_msg);
@@ -407,7 +354,7 @@ impl Spool {
         let result = (|| {
             write_synced(&tmp, &json)?;
             rename(&tmp, &self.envelope_path(id))?;
-            self.dir_sync.sync(&self.dir)
+            self.dir_sync.sync(|| sync_dir(&self.dir))
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -471,7 +418,7 @@ impl Spool {
     /// and the hold marker.
     pub(crate) fn remove(&self, id: &QueueId) -> Result<(), QueueError> {
         self.unlink(id)?;
-        self.dir_sync.sync(&self.dir)
+        self.dir_sync.sync(|| sync_dir(&self.dir))
     }
 
     /// Deletes a message whose every delivery was keyed (LMTP with `XDELIVERY`), without
@@ -602,13 +549,25 @@ mod tests {
         e
     }
 
-    #[test]
-    fn store_recover_rewrite_remove() {
+    /// An envelope for a message of `size` octets.
+    fn env_of(size: usize) -> Envelope {
+        Envelope {
+            size: size as u64,
+            ..env()
+        }
+    }
+
+    fn spool() -> (tempfile::TempDir, Spool) {
         let dir = tempfile::tempdir().unwrap();
         let s = Spool::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn store_recover_rewrite_remove() {
+        let (dir, s) = spool();
         let id = QueueId::generate(1);
-        let mut e1 = env();
-        e1.size = b"Subject: x\r\n\r\nbody\r\n".len() as u64;
+        let e1 = env_of(b"Subject: x\r\n\r\nbody\r\n".len());
         s.store(&id, &e1, b"Subject: x\r\n\r\nbody\r\n").unwrap();
         // One file per queued message: the envelope is inside it.
         assert!(s.message_path(&id).exists() && !s.envelope_path(&id).exists());
@@ -642,11 +601,9 @@ mod tests {
 
     #[test]
     fn a_removal_cut_short_leaves_nothing_to_deliver() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Spool::open(dir.path()).unwrap();
+        let (_dir, s) = spool();
         let id = QueueId::generate(6);
-        let mut e = env();
-        e.size = 1;
+        let mut e = env_of(1);
         s.store(&id, &e, b"m").unwrap();
         e.recipients[0].attempts = 1;
         s.write_envelope(&id, &e).unwrap();
@@ -660,16 +617,14 @@ mod tests {
 
     #[test]
     fn files_of_the_earlier_layout_are_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Spool::open(dir.path()).unwrap();
+        let (_dir, s) = spool();
         let id = QueueId::generate(7);
         // A message whose last line looks like a trailer: its envelope file decides.
         let msg = format!(
             "Subject: x\r\n\r\nbody{}",
             String::from_utf8_lossy(&trailer(3))
         );
-        let mut e = env();
-        e.size = msg.len() as u64;
+        let e = env_of(msg.len());
         fs::write(s.message_path(&id), &msg).unwrap();
         fs::write(s.envelope_path(&id), serde_json::to_vec(&e).unwrap()).unwrap();
         assert_eq!(s.recover().unwrap(), vec![(id.clone(), e.clone(), false)]);
@@ -679,8 +634,7 @@ mod tests {
 
     #[test]
     fn recovery_discards_orphans_and_quarantines_garbage() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Spool::open(dir.path()).unwrap();
+        let (dir, s) = spool();
         let orphan = QueueId::generate(2);
         let garbled = QueueId::generate(3);
         let lonely = QueueId::generate(4);
@@ -695,8 +649,7 @@ mod tests {
             serde_json::to_vec(&env()).unwrap(),
         )
         .unwrap();
-        let mut e = env();
-        e.size = 1;
+        let e = env_of(1);
         s.store(&good, &e, b"m").unwrap();
         // A trailer pointing at something that is not an envelope, and an envelope that
         // disagrees with the file about the message's size.
@@ -721,28 +674,6 @@ mod tests {
         assert!(s.corrupt.join(format!("{liar}.msg")).exists());
         // An envelope without its message: the end of a removal.
         assert!(!s.envelope_path(&lonely).exists());
-    }
-
-    #[test]
-    fn concurrent_directory_syncs_share_fsyncs_and_all_return() {
-        let dir = tempfile::tempdir().unwrap();
-        let g = std::sync::Arc::new(GroupSync::default());
-        let threads: Vec<_> = (0..16)
-            .map(|_| {
-                let (g, d) = (g.clone(), dir.path().to_path_buf());
-                std::thread::spawn(move || (0..20).try_for_each(|_| g.sync(&d)))
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap().unwrap();
-        }
-        let st = g.state.lock().unwrap();
-        assert_eq!((st.requested, st.synced, st.running), (320, 320, false));
-        // A failed fsync fails its leader and leaves the ticket unsynced.
-        drop(st);
-        let missing = dir.path().join("gone");
-        assert!(g.sync(&missing).is_err());
-        assert_eq!(g.state.lock().unwrap().synced, 320);
     }
 
     #[test]
